@@ -1,0 +1,429 @@
+"""Retrieval metrics over a query x gallery score (or distance) matrix: one engine for every notebook.
+
+Conventions (methods_spec.md §1.8, §3.9, §4):
+
+* ``largest=True``: the matrix holds similarities (higher = better); ``largest=False``: distances.
+* Fine-grained (:func:`fg_accuracy`): rank = number of gallery items scoring *at least as well*
+  as the true item (ties count against the query, rank >= 1); ``acc@K`` = share of queries with
+  rank <= K.
+* Category-level (:func:`category_metrics`), relevant = same label, ``R`` = relevant items in the
+  gallery, ``L = min(K, G)``:
+
+  ``map_all_voc``    SAKE / ZSE-SBIR ``VOCap``: precision made non-increasing from the right,
+                     summed over recall steps (>= plain AP).
+  ``map_all``        plain non-interpolated AP (== ``sklearn.metrics.average_precision_score``
+                     when there are no ties).
+  ``map@K_voc``      SAKE / ZSE-SBIR mAP@200: VOC interpolation inside the top L, divided by
+                     ``min(K, R)`` (the "strict" SAKE variant, interpolated).
+  ``map@K_strict``   non-interpolated, sum of precision at relevant hits in the top L / ``min(K, R)``.
+  ``map@K_lenient``  non-interpolated, same sum / relevant items found in the top L
+                     (Doodle2Search style; 0 when none is found).
+  ``p@K``            relevant items in the top L / L (SAKE ``prec``).
+  ``p@K_minr``       relevant items in the top ``min(K, R)`` / ``min(K, R)`` (ZSE-SBIR ``Prec@K``).
+
+* Ties (category metrics): ``ties="stable"`` (default) orders equal scores by gallery index, a
+  stable sort -- deterministic, unlike the official unstable ``argsort``.  ``"pessimistic"`` puts
+  irrelevant items first within a tie, ``"optimistic"`` relevant ones first (bounds for ties).
+* Queries with no relevant gallery item get NaN for every category metric and are excluded from
+  the mean (``nanmean``, as the official code does); ``n_valid`` counts the queries that remain.
+* Everything is torch, runs on the device of ``scores``, and is chunked over queries so memory is
+  bounded by ``chunk_size x G``; sums are accumulated in float64.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "fg_ranks",
+    "fg_accuracy",
+    "parse_metric",
+    "category_metrics",
+    "category_metrics_per_query",
+    "average_precision_per_query",
+    "precision_recall_curve",
+    "category_metrics_from_embeddings",
+    "encode_labels",
+    "CategoryAccumulator",
+    "DEFAULT_CHUNK_ELEMENTS",
+]
+
+#: default number of score-matrix elements processed at once (queries per chunk = this // G)
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+_TIES = ("stable", "pessimistic", "optimistic")
+_NAME_RE = re.compile(r"^(map|p)@(\d+)(?:_(strict|lenient|voc|minr))?$")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _check_scores(scores: torch.Tensor) -> torch.Tensor:
+    if not isinstance(scores, torch.Tensor):
+        scores = torch.as_tensor(np.asarray(scores))
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a 2-D [Q, G] matrix, got shape {tuple(scores.shape)}")
+    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"scores must have at least one query and one gallery item, got {tuple(scores.shape)}")
+    if not (scores.is_floating_point() or scores.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8)):
+        raise ValueError(f"scores must be a real-valued tensor, got dtype {scores.dtype}")
+    return scores
+
+
+def _sort_dtype(x: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32 (exact), integers -> float64 if large else float32."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    if not x.is_floating_point():
+        return x.to(torch.float64) if x.dtype == torch.int64 else x.float()
+    return x
+
+
+def _check_finite(chunk: torch.Tensor, name: str = "scores") -> None:
+    if chunk.is_floating_point() and torch.isnan(chunk).any():
+        raise ValueError(f"{name} contains NaN; retrieval metrics need a total order")
+
+
+def encode_labels(query_labels, gallery_labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn query/gallery labels (ints, strings, arrays, tensors) into int64 tensors of one code space."""
+    def _arr(x):
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(list(x) if not isinstance(x, np.ndarray) else x)
+
+    q, g = _arr(query_labels), _arr(gallery_labels)
+    if q.ndim != 1 or g.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got query {q.shape} and gallery {g.shape}")
+    if q.dtype.kind in "iub" and g.dtype.kind in "iub":
+        return torch.as_tensor(q.astype(np.int64)), torch.as_tensor(g.astype(np.int64))
+    _, inv = np.unique(np.concatenate([q.astype(object), g.astype(object)]).astype(str), return_inverse=True)
+    inv = inv.astype(np.int64)
+    return torch.as_tensor(inv[: len(q)]), torch.as_tensor(inv[len(q):])
+
+
+def _chunk_rows(n_gallery: int, chunk_size: int | None) -> int:
+    if chunk_size is None:
+        return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, n_gallery))
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1 (queries per chunk), got {chunk_size}")
+    return int(chunk_size)
+
+
+def _median(x: torch.Tensor) -> float:
+    """Median as numpy computes it (mean of the two middle values for even n)."""
+    v = torch.sort(x.to(torch.float64)).values
+    n = v.numel()
+    return float(v[n // 2]) if n % 2 else float((v[n // 2 - 1] + v[n // 2]) / 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# fine-grained
+# ----------------------------------------------------------------------------------------------
+def fg_ranks(scores: torch.Tensor, true_index, largest: bool = True,
+             chunk_size: int | None = None) -> torch.Tensor:
+    """Rank of each query's true gallery item: #items scoring at least as well (ties count against).
+
+    ``scores`` [Q, G]; ``true_index`` [Q] gallery index of each query's true item (several queries
+    may share one item). Returns int64 [Q] with values in 1..G.
+    """
+    scores = _check_scores(scores)
+    q_n, g_n = scores.shape
+    t = torch.as_tensor(true_index, dtype=torch.int64, device=scores.device).reshape(-1)
+    if t.numel() != q_n:
+        raise ValueError(f"true_index has {t.numel()} entries, expected one per query ({q_n})")
+    if q_n and (int(t.min()) < 0 or int(t.max()) >= g_n):
+        raise ValueError(f"true_index must lie in [0, {g_n}), got range [{int(t.min())}, {int(t.max())}]")
+    rows = _chunk_rows(g_n, chunk_size)
+    out = torch.empty(q_n, dtype=torch.int64, device=scores.device)
+    for a in range(0, q_n, rows):
+        s = scores[a:a + rows]  # (q, G)
+        _check_finite(s)
+        true_s = s.gather(1, t[a:a + rows, None])  # (q, 1)
+        better = (s >= true_s) if largest else (s <= true_s)
+        out[a:a + rows] = better.sum(1)
+    return out
+
+
+def fg_accuracy(scores: torch.Tensor, true_index, ks: Sequence[int] = (1, 5, 10), largest: bool = True,
+                chunk_size: int | None = None) -> dict[str, float]:
+    """Fine-grained acc@K (fraction in [0, 1]), mean and median rank over all queries.
+
+    Every query is ranked against the whole gallery; see :func:`fg_ranks` for the rank rule.
+    Returns ``{"acc@1": .., "acc@5": .., "acc@10": .., "mean_rank": .., "median_rank": .., "n_queries": Q}``.
+    """
+    ks = tuple(int(k) for k in ks)
+    if any(k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    r = fg_ranks(scores, true_index, largest=largest, chunk_size=chunk_size)
+    out: dict[str, float] = {f"acc@{k}": float((r <= k).double().mean()) for k in ks}
+    out["mean_rank"] = float(r.double().mean())
+    out["median_rank"] = _median(r)
+    out["n_queries"] = int(r.numel())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# category-level
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricSpec:
+    """One parsed metric name: kind in {map_all_voc, map_all, map, p}, k, variant."""
+    name: str
+    kind: str
+    k: int | None = None
+    variant: str | None = None
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """Parse ``map_all_voc``, ``map_all``, ``map@K_{strict,lenient,voc}``, ``p@K`` and ``p@K_minr``."""
+    if name in ("map_all_voc", "map_all"):
+        return MetricSpec(name, name)
+    m = _NAME_RE.match(name)
+    if m is None:
+        raise ValueError(f"unknown metric name {name!r}; expected map_all_voc, map_all, map@K_strict, "
+                         "map@K_lenient, map@K_voc, p@K or p@K_minr")
+    kind, k, var = m.group(1), int(m.group(2)), m.group(3)
+    if k < 1:
+        raise ValueError(f"metric {name!r}: K must be >= 1")
+    if kind == "map" and var not in ("strict", "lenient", "voc"):
+        raise ValueError(f"metric {name!r}: mAP@K needs a convention suffix _strict, _lenient or _voc")
+    if kind == "p" and var not in (None, "minr"):
+        raise ValueError(f"metric {name!r}: P@K takes no suffix or _minr")
+    return MetricSpec(name, kind, k, var)
+
+
+def _sort_relevance(s: torch.Tensor, ql: torch.Tensor, gl: torch.Tensor, largest: bool,
+                    ties: str) -> torch.Tensor:
+    """Relevance (bool [q, G]) of the gallery in ranked order, ties broken by the documented rule."""
+    s = _sort_dtype(s)
+    _check_finite(s)
+    if ties == "stable":
+        order = torch.sort(s, dim=1, descending=largest, stable=True).indices  # (q, G)
+        return gl[order] == ql[:, None]
+    rel0 = gl[None, :] == ql[:, None]  # (q, G) in gallery order
+    pre = torch.sort(rel0.to(torch.uint8), dim=1, descending=(ties == "optimistic"), stable=True).indices
+    order = torch.sort(s.gather(1, pre), dim=1, descending=largest, stable=True).indices
+    return rel0.gather(1, pre.gather(1, order))
+
+
+def _segment_rev_cummax(v: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """For a flat float64 array grouped by ``row`` (ascending, values in [0, 1]): running max from the
+    right inside each row. Rows are kept apart by subtracting 2*row before a global cummax."""
+    if v.numel() == 0:
+        return v
+    w = (v - 2.0 * row.to(torch.float64)).flip(0)
+    return (torch.cummax(w, 0).values.flip(0) + 2.0 * row.to(torch.float64))
+
+
+class CategoryAccumulator:
+    """Per-query category metrics, fed chunk by chunk (used by the matrix and the streaming APIs).
+
+    ``add(scores_chunk, query_labels_chunk)`` computes the metrics for those queries;
+    ``per_query()`` returns float64 [Q] tensors (NaN = no relevant item), ``result()`` the means.
+    """
+
+    def __init__(self, gallery_labels: torch.Tensor, metrics: Sequence[str], largest: bool = True,
+                 ties: str = "stable", recall_levels: torch.Tensor | None = None) -> None:
+        if ties not in _TIES:
+            raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        self.specs = [parse_metric(m) for m in metrics]
+        if not self.specs and recall_levels is None:
+            raise ValueError("metrics must name at least one metric")
+        self.gl = gallery_labels
+        self.largest, self.ties = bool(largest), ties
+        self.recall_levels = recall_levels
+        self._parts: dict[str, list[torch.Tensor]] = {s.name: [] for s in self.specs}
+        self._pr: list[torch.Tensor] = []
+        self._valid: list[torch.Tensor] = []
+
+    def add(self, scores: torch.Tensor, query_labels: torch.Tensor) -> None:
+        """Process one chunk: ``scores`` [q, G] and ``query_labels`` [q] (int64, same device)."""
+        gl = self.gl.to(scores.device)
+        ql = query_labels.to(scores.device)
+        g_n = scores.shape[1]
+        if g_n != gl.numel():
+            raise ValueError(f"scores have {g_n} gallery columns but gallery_labels has {gl.numel()}")
+        rel = _sort_relevance(scores, ql, gl, self.largest, self.ties)  # (q, G) bool, ranked
+        q_n = rel.shape[0]
+        big_r = rel.sum(1)  # (q,) int64: relevant items per query
+        valid = big_r > 0
+        r64 = big_r.to(torch.float64)
+        nan = torch.full((q_n,), float("nan"), dtype=torch.float64, device=rel.device)
+        need_all = any(s.kind.startswith("map_all") for s in self.specs) or self.recall_levels is not None
+        if need_all:
+            # sparse view: one entry per relevant hit, grouped by query, in rank order
+            row, col = rel.nonzero(as_tuple=True)  # (nnz,), (nnz,)
+            starts = torch.cumsum(big_r, 0) - big_r  # (q,) offset of each query's first hit
+            hit_no = torch.arange(1, row.numel() + 1, device=rel.device) - starts[row]  # 1..R
+            prec = hit_no.to(torch.float64) / (col + 1).to(torch.float64)  # precision at each hit
+            iprec = _segment_rev_cummax(prec, row)  # VOC-interpolated precision at each hit
+        for spec in self.specs:
+            if spec.kind == "map_all":
+                val = torch.zeros(q_n, dtype=torch.float64, device=rel.device).index_add_(0, row, prec) / r64
+            elif spec.kind == "map_all_voc":
+                val = torch.zeros(q_n, dtype=torch.float64, device=rel.device).index_add_(0, row, iprec) / r64
+            else:
+                val = self._topk_metric(spec, rel, big_r, g_n)
+            self._parts[spec.name].append(torch.where(valid, val, nan).cpu())
+        if self.recall_levels is not None:
+            lv = self.recall_levels.to(device=rel.device, dtype=torch.float64)
+            # j-th hit reaches recall j/R >= level (tolerance guards 0.1*30 = 3.0000000000000004)
+            j = torch.clamp(torch.ceil(lv[None, :] * r64[:, None] - 1e-9), min=1).to(torch.int64)  # (q, n_lv)
+            idx = (starts[:, None] + j - 1).clamp(0, max(row.numel() - 1, 0))
+            pr = iprec[idx] if row.numel() else torch.zeros_like(idx, dtype=torch.float64)
+            self._pr.append(torch.where(valid[:, None], pr, torch.nan).cpu())
+        self._valid.append(valid.cpu())
+
+    @staticmethod
+    def _topk_metric(spec: MetricSpec, rel: torch.Tensor, big_r: torch.Tensor, g_n: int) -> torch.Tensor:
+        k = spec.k
+        kc = min(k, g_n)
+        top = rel[:, :kc]  # (q, L)
+        tp = top.cumsum(1, dtype=torch.int32)  # (q, L) hits so far
+        found = tp[:, -1].to(torch.float64)
+        minr = torch.clamp(big_r, max=k)  # min(K, R) <= G
+        if spec.kind == "p":
+            if spec.variant is None:
+                return found / kc
+            m = minr.clamp(min=1)
+            return tp.gather(1, (m - 1)[:, None])[:, 0].to(torch.float64) / m.to(torch.float64)
+        ranks = torch.arange(1, kc + 1, device=rel.device, dtype=torch.float64)
+        prec = tp.to(torch.float64) / ranks  # (q, L)
+        if spec.variant == "voc":
+            prec = prec.flip(1).cummax(1).values.flip(1)
+        hit_sum = torch.where(top, prec, 0.0).sum(1)
+        if spec.variant in ("strict", "voc"):
+            return hit_sum / minr.to(torch.float64)
+        return torch.where(found > 0, hit_sum / found.clamp(min=1), 0.0)  # lenient
+
+    def per_query(self) -> dict[str, torch.Tensor]:
+        """float64 [Q] per metric, NaN for queries without any relevant gallery item."""
+        return {k: torch.cat(v) if v else torch.empty(0, dtype=torch.float64) for k, v in self._parts.items()}
+
+    def result(self) -> dict[str, float]:
+        """nanmean of every metric plus ``n_queries`` and ``n_valid`` (queries with >= 1 relevant item)."""
+        valid = torch.cat(self._valid) if self._valid else torch.empty(0, dtype=torch.bool)
+        out: dict[str, float] = {}
+        for k, v in self.per_query().items():
+            out[k] = float(v[valid].mean()) if bool(valid.any()) else float("nan")
+        out["n_queries"] = int(valid.numel())
+        out["n_valid"] = int(valid.sum())
+        return out
+
+    def pr_curve(self) -> torch.Tensor:
+        """Mean interpolated precision at each recall level over valid queries (float64 [n_levels])."""
+        if self.recall_levels is None or not self._pr:
+            raise ValueError("accumulator was built without recall_levels")
+        pr = torch.cat(self._pr)
+        return torch.nanmean(pr, 0) if pr.shape[0] else pr.sum(0)
+
+
+def _iter_chunks(scores: torch.Tensor, ql: torch.Tensor, rows: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for a in range(0, scores.shape[0], rows):
+        yield scores[a:a + rows], ql[a:a + rows]
+
+
+def _run(scores, query_labels, gallery_labels, metrics, largest, chunk_size, ties,
+         recall_levels=None) -> CategoryAccumulator:
+    scores = _check_scores(scores)
+    ql, gl = encode_labels(query_labels, gallery_labels)
+    if ql.numel() != scores.shape[0]:
+        raise ValueError(f"query_labels has {ql.numel()} entries, scores has {scores.shape[0]} rows")
+    if gl.numel() != scores.shape[1]:
+        raise ValueError(f"gallery_labels has {gl.numel()} entries, scores has {scores.shape[1]} columns")
+    acc = CategoryAccumulator(gl.to(scores.device), metrics, largest=largest, ties=ties,
+                              recall_levels=recall_levels)
+    for s, q in _iter_chunks(scores, ql.to(scores.device), _chunk_rows(scores.shape[1], chunk_size)):
+        acc.add(s, q)
+    return acc
+
+
+def category_metrics(scores: torch.Tensor, query_labels, gallery_labels,
+                     metrics: Sequence[str] = ("map_all_voc", "p@100"), largest: bool = True,
+                     chunk_size: int | None = None, ties: str = "stable") -> dict[str, float]:
+    """Category-level retrieval metrics (means over queries), see the module docstring for names.
+
+    ``scores`` [Q, G] similarities (``largest=True``) or distances (``largest=False``);
+    ``query_labels`` [Q], ``gallery_labels`` [G] (ints or strings). ``chunk_size`` = queries per
+    chunk (default keeps chunks near 4M elements). Queries without a relevant gallery item are NaN
+    and excluded from the means (nanmean); the dict also holds ``n_queries`` and ``n_valid``.
+    """
+    return _run(scores, query_labels, gallery_labels, metrics, largest, chunk_size, ties).result()
+
+
+def category_metrics_per_query(scores: torch.Tensor, query_labels, gallery_labels,
+                               metrics: Sequence[str] = ("map_all_voc", "p@100"), largest: bool = True,
+                               chunk_size: int | None = None, ties: str = "stable") -> dict[str, torch.Tensor]:
+    """Like :func:`category_metrics` but returns float64 [Q] per metric (NaN = no relevant item)."""
+    return _run(scores, query_labels, gallery_labels, metrics, largest, chunk_size, ties).per_query()
+
+
+def average_precision_per_query(scores: torch.Tensor, query_labels, gallery_labels, voc: bool = True,
+                                largest: bool = True, chunk_size: int | None = None,
+                                ties: str = "stable") -> torch.Tensor:
+    """AP of every query over the whole gallery (VOC-interpolated if ``voc`` else plain); NaN if R = 0.
+
+    Group by ``query_labels`` for per-class AP plots.
+    """
+    name = "map_all_voc" if voc else "map_all"
+    return category_metrics_per_query(scores, query_labels, gallery_labels, (name,), largest,
+                                      chunk_size, ties)[name]
+
+
+def precision_recall_curve(scores: torch.Tensor, query_labels, gallery_labels,
+                           recall_levels: Iterable[float] | int = 11, largest: bool = True,
+                           chunk_size: int | None = None, ties: str = "stable") -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean interpolated precision (max precision at recall >= r) at fixed recall levels.
+
+    ``recall_levels``: an int n gives ``linspace(0, 1, n)`` (11 = the VOC 11-point curve).
+    Returns ``(levels, precision)``, float64 tensors; queries with R = 0 are excluded.
+    """
+    if isinstance(recall_levels, int):
+        if recall_levels < 2:
+            raise ValueError(f"recall_levels must be >= 2 points, got {recall_levels}")
+        lv = torch.linspace(0, 1, recall_levels, dtype=torch.float64)
+    else:
+        lv = torch.as_tensor(list(recall_levels), dtype=torch.float64)
+        if lv.numel() == 0 or bool(((lv < 0) | (lv > 1)).any()):
+            raise ValueError("recall_levels must be non-empty values in [0, 1]")
+    acc = _run(scores, query_labels, gallery_labels, (), largest, chunk_size, ties, recall_levels=lv)
+    return lv, acc.pr_curve()
+
+
+def category_metrics_from_embeddings(query_emb: torch.Tensor, gallery_emb: torch.Tensor, query_labels,
+                                     gallery_labels, metrics: Sequence[str] = ("map_all_voc", "p@100"),
+                                     metric: str = "cosine", chunk_size: int | None = None,
+                                     device: str | torch.device | None = None, ties: str = "stable",
+                                     per_query: bool = False):
+    """Category metrics straight from embeddings, scores computed chunk by chunk (never the full matrix).
+
+    ``metric`` in {"cosine", "dot", "euclidean"} (see :func:`xmodal_lib.retrieval.search.similarity`);
+    ``device`` where scores are computed (default: the gallery's). Returns the same dict as
+    :func:`category_metrics`, or the per-query float64 tensors if ``per_query``.
+    """
+    from .search import iter_score_chunks
+
+    ql, gl = encode_labels(query_labels, gallery_labels)
+    if ql.numel() != query_emb.shape[0] or gl.numel() != gallery_emb.shape[0]:
+        raise ValueError(f"labels ({ql.numel()}, {gl.numel()}) do not match embeddings "
+                         f"({query_emb.shape[0]}, {gallery_emb.shape[0]})")
+    rows = _chunk_rows(gallery_emb.shape[0], chunk_size)
+    dev = torch.device(device) if device is not None else gallery_emb.device
+    acc = CategoryAccumulator(gl.to(dev), metrics, largest=True, ties=ties)
+    for a, s in iter_score_chunks(query_emb, gallery_emb, metric, rows, dev):
+        acc.add(s, ql[a:a + s.shape[0]].to(dev))
+    return acc.per_query() if per_query else acc.result()
+
+
+def metrics_from_chunks(chunks: Iterable[tuple[torch.Tensor, torch.Tensor]], gallery_labels: torch.Tensor,
+                        metrics: Sequence[str], largest: bool = True, ties: str = "stable") -> CategoryAccumulator:
+    """Feed ``(scores_chunk [q, G], query_labels_chunk [q])`` pairs (e.g. computed from embeddings)."""
+    acc = CategoryAccumulator(gallery_labels, metrics, largest=largest, ties=ties)
+    for s, q in chunks:
+        acc.add(s, q)
+    return acc
