@@ -1,0 +1,202 @@
+"""The shared training loop: exact resume after a kill, non-finite loss, checkpoints, schedules."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from xmodal_lib.checkpoint import load_tensors, load_weights, save_weights
+from xmodal_lib.train import NonFiniteLossError, TrainConfig, fit, list_checkpoints, read_log
+
+
+class ToyData(Dataset):
+    """Deterministic in (index, epoch): a random noise draw seeded by both."""
+
+    def __init__(self, n: int = 40) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 6, generator=g)
+        self.y = (self.x[:, 0] > 0).long()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        g = torch.Generator().manual_seed(1000 * self.epoch + i)
+        return self.x[i] + 0.1 * torch.randn(6, generator=g), self.y[i]
+
+
+class Queue(nn.Module):
+    """A stand-in for a contrastive queue: a buffer updated every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("q", torch.zeros(8, 4))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    def push(self, k: torch.Tensor) -> None:
+        i = int(self.ptr)
+        self.q[i % 8] = k.detach().mean(0)
+        self.ptr += 1
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(123)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4))
+
+
+def make_step(queue: Queue, fail_at: int | None = None, counter: list | None = None):
+    def step(model, batch):
+        x, y = batch
+        if counter is not None:
+            counter[0] += 1
+            if fail_at is not None and counter[0] == fail_at:
+                raise KeyboardInterrupt("simulated kill")
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y) + 1e-3 * (logits[:, :4] @ queue.q.clone().T).pow(2).mean()
+        queue.push(logits)
+        return {"loss": loss, "acc": (logits.argmax(1) == y).float().mean()}
+
+    return step
+
+
+CFG = dict(epochs=3, batch_size=8, lr=1e-2, optimizer="adamw", schedule="cosine", warmup_steps=2,
+           ckpt_every=2, seed=7, device="cpu")
+
+
+def run(tmp: Path, fail_at: int | None = None, resume: bool = False, **over):
+    model, queue = make_model(), Queue()
+    cfg = TrainConfig(**{**CFG, **over})
+    res = fit(model, make_step(queue, fail_at, [0]), ToyData(), cfg, tmp, state_modules={"queue": queue},
+              resume=resume, progress=False, config={"name": "toy"})
+    return model, queue, res
+
+
+def assert_same(a: nn.Module, b: nn.Module) -> None:
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb
+        assert torch.equal(va, vb), f"{ka} differs"
+
+
+@pytest.mark.parametrize("fail_at", [1, 4, 5, 8, 15])
+def test_resume_after_kill_equals_uninterrupted(tmp_path: Path, fail_at: int) -> None:
+    ref_model, ref_queue, ref = run(tmp_path / "ref")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", fail_at=fail_at)
+    model, queue, res = run(tmp_path / "killed", resume=True)
+    assert res.steps == ref.steps == 15
+    assert_same(model, ref_model)
+    assert torch.equal(queue.q, ref_queue.q) and int(queue.ptr) == int(ref_queue.ptr)
+    assert [r["loss"] for r in res.history] == [r["loss"] for r in ref.history]
+    rows = [r for r in read_log(tmp_path / "killed") if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 16)), "log must have each step exactly once"
+
+
+def test_resume_after_sigkill_subprocess(tmp_path: Path) -> None:
+    """A real SIGKILL of a training process at an arbitrary point, then resume."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, os, signal, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_train import run
+        from pathlib import Path
+        import test_train
+        orig = test_train.make_step
+        def killing(queue, fail_at=None, counter=None):
+            inner = orig(queue)
+            n = [0]
+            def step(model, batch):
+                n[0] += 1
+                if n[0] == 7 and os.environ.get("KILL"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return inner(model, batch)
+            return step
+        test_train.make_step = killing
+        model, queue, res = run(Path(sys.argv[1]), resume=bool(os.environ.get("RESUME")))
+        torch.save({{k: v for k, v in model.state_dict().items()}}, sys.argv[2])
+    """))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "a.pt")],
+                       env={**env, "KILL": "1"}, capture_output=True)
+    assert p.returncode == -signal.SIGKILL
+    assert list_checkpoints(tmp_path / "a"), "a checkpoint must exist before the kill"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "a.pt")],
+                   env={**env, "RESUME": "1"}, check=True, capture_output=True)
+    ref_model, _, _ = run(tmp_path / "ref")
+    got = torch.load(tmp_path / "a.pt", weights_only=True)
+    for k, v in ref_model.state_dict().items():
+        assert torch.equal(got[k], v), k
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    model, calls = make_model(), [0]
+
+    def step(m, batch):
+        calls[0] += 1
+        x, y = batch
+        loss = nn.functional.cross_entropy(m(x), y)
+        return {"loss": loss * float("nan") if calls[0] == 5 else loss}
+
+    with pytest.raises(NonFiniteLossError, match="non-finite loss.*step 4.*step_00000004"):
+        fit(model, step, ToyData(), TrainConfig(**{**CFG, "ckpt_every": 2}), tmp_path, progress=False)
+    stems = list_checkpoints(tmp_path)
+    assert stems[-1].name == "step_00000004"
+    tensors, meta = load_tensors(stems[-1])
+    assert meta["step"] == 4 and all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+
+
+def test_checkpoints_are_safetensors_json_and_pruned(tmp_path: Path) -> None:
+    run(tmp_path, keep_last=2)
+    stems = list_checkpoints(tmp_path)
+    assert len(stems) == 2
+    meta = json.loads(stems[-1].with_name(stems[-1].name + ".json").read_text())
+    assert meta["config"] == {"name": "toy"} and meta["train_config"]["seed"] == 7
+    assert not list((tmp_path / "checkpoints").glob("*.tmp")), "no temp files left behind"
+
+
+def test_val_fn_and_max_steps(tmp_path: Path) -> None:
+    model, queue = make_model(), Queue()
+    seen = []
+
+    def val(m):
+        seen.append(m.training)
+        return {"val_metric": 1.0}
+
+    res = fit(model, make_step(queue), ToyData(), TrainConfig(**{**CFG, "max_steps": 7}), tmp_path,
+              val_fn=val, state_modules={"queue": queue}, progress=False)
+    assert res.steps == 7 and len(res.val) == 1 and seen == [False]
+
+
+def test_bad_config_and_empty_params(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lion")
+    with pytest.raises(ValueError, match="bf16"):
+        fit(make_model(), lambda m, b: {}, ToyData(), TrainConfig(precision="bf16", device="cpu"), tmp_path)
+    frozen = make_model().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(frozen, lambda m, b: {}, ToyData(), TrainConfig(device="cpu"), tmp_path)
+
+
+def test_save_load_weights_strict(tmp_path: Path) -> None:
+    m = make_model()
+    save_weights(m, tmp_path / "w", {"hidden": 16})
+    m2 = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4))
+    assert load_weights(m2, tmp_path / "w.safetensors") == {"hidden": 16}
+    assert_same(m, m2)
+    with pytest.raises(ValueError, match="missing"):
+        load_weights(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 4), nn.Linear(4, 2)),
+                     tmp_path / "w")
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        load_weights(m2, tmp_path / "nope")

@@ -1,0 +1,1 @@
+"""Figures: one style, one ``save_fig``; data, retrieval and explanation plots."""

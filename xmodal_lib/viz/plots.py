@@ -1,0 +1,114 @@
+"""Shared plotting helpers: one style, ``save_fig`` into ``figures/``, curves and bar tables."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+
+from ..paths import figures_dir
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def setup_style() -> None:
+    """The project's figure style (seaborn whitegrid, readable fonts, fixed palette)."""
+    try:
+        import seaborn as sns
+
+        sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    except ImportError:  # seaborn is a core dependency; keep plots working without it anyway
+        plt.style.use("default")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 130, "savefig.bbox": "tight",
+                         "axes.titlesize": 11, "axes.labelsize": 10})
+
+
+def save_fig(fig: plt.Figure, name: str, out_dir: str | Path | None = None, close: bool = False) -> Path:
+    """Save ``fig`` as ``figures/<name>.png`` (or ``out_dir``) and return the path."""
+    stem = name[:-4] if name.endswith(".png") else name
+    if not _NAME.match(stem):
+        raise ValueError(f"save_fig(name=...): use letters, digits, '_', '-', '.', got {name!r}")
+    d = Path(out_dir) if out_dir is not None else figures_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{stem}.png"
+    fig.savefig(path)
+    if close:
+        plt.close(fig)
+    return path
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: str = "step",
+                title: str = "", ax: plt.Axes | None = None, smooth: int = 1) -> plt.Figure:
+    """Line plot of ``keys`` from a list of log rows (e.g. ``TrainResult.history``).
+
+    ``smooth`` > 1 draws a running mean over that many rows on top of the raw values.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+    else:
+        fig = ax.figure
+    for i, k in enumerate(keys):
+        rows = [r for r in history if k in r and r[k] is not None]
+        if not rows:
+            raise ValueError(f"plot_curves: key {k!r} not in history (have {sorted(history[0]) if history else []})")
+        xs = [r[x] for r in rows]
+        ys = [r[k] for r in rows]
+        color = PALETTE[i % len(PALETTE)]
+        if smooth > 1 and len(ys) > smooth:
+            import numpy as np
+
+            kern = np.ones(smooth) / smooth
+            ax.plot(xs, ys, color=color, alpha=0.3)
+            ax.plot(xs[smooth - 1:], np.convolve(ys, kern, mode="valid"), color=color, label=k)
+        else:
+            ax.plot(xs, ys, color=color, label=k)
+    ax.set_xlabel(x)
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], title: str = "",
+              chance: Mapping[str, float] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+    """Grouped bars: one group per metric, one bar per row of ``table`` ({row: {metric: value}}).
+
+    ``chance`` draws a dashed line per metric at the chance level.
+    """
+    import numpy as np
+
+    rows = list(table)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(metrics), 3.5))
+    else:
+        fig = ax.figure
+    width = 0.8 / max(1, len(rows))
+    xs = np.arange(len(metrics))
+    for i, r in enumerate(rows):
+        vals = [float(table[r].get(m, float("nan"))) for m in metrics]
+        bars = ax.bar(xs + i * width - 0.4 + width / 2, vals, width, label=r, color=PALETTE[i % len(PALETTE)])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+    if chance:
+        for j, m in enumerate(metrics):
+            if m in chance:
+                ax.hlines(chance[m], xs[j] - 0.45, xs[j] + 0.45, colors="k", linestyles="--", linewidth=1)
+    ax.set_xticks(xs, metrics)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def markdown_table(table: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None,
+                   fmt: str = "{:.4f}") -> str:
+    """A Markdown table from ``{row: {column: value}}`` (floats formatted with ``fmt``)."""
+    rows = list(table)
+    cols = list(columns) if columns is not None else sorted({c for r in rows for c in table[r]})
+    out = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = table[r].get(c, "")
+            cells.append(fmt.format(v) if isinstance(v, float) else str(v))
+        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
