@@ -1,0 +1,5 @@
+"""``python -m xmodal_lib ...`` is the same as the ``xmodal`` console script."""
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
