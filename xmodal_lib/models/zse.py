@@ -1,0 +1,130 @@
+"""ZSE-SBIR (Lin et al., CVPR 2023): SA (ViT + [Ret]) → CA over a sketch-photo pair → kernel RN.
+
+Public API::
+
+    cfg = ZSEConfig.smoke()            # or ZSEConfig.paper()
+    model = ZSESBIR(cfg)
+    model.encode_sketch(x) / model.encode_photo(x)   # (B, D) pre-CA [Ret] ("Ours-Ret")
+    sa = model.sa_features(x, "sketch", return_attention=True)  # tokens, kept positions, maps
+    out = model.pair_forward(sa_s, sa_p)              # post-CA [Ret] of both + RN score (n,)
+    model.score_pairs(x_sketch, x_photo)              # RN scores of paired images (n,)
+
+Submodules: :mod:`.zse_sa` (SA, tokenizer, token selection), :mod:`.zse_ca` (CA variants),
+:mod:`.zse_rn` (relation network).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from .zse_ca import CrossAttention
+from .zse_rn import RelationNetwork
+from .zse_sa import SAOutput, SelfAttentionModule, kept_count, select_tokens
+
+__all__ = ["ZSEConfig", "ZSESBIR", "PairOutput", "SAOutput", "kept_count", "select_tokens"]
+
+
+@dataclass
+class ZSEConfig:
+    """Model hyper-parameters (methods_spec.md §3.3–3.5); ``paper()`` is ViT-B/16 at 224 px."""
+
+    img_size: int = 224
+    patch_size: int = 16
+    dim: int = 768
+    depth: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    stem: str = "sketch"          # "sketch" (paper) | "both" (official code) | "none"
+    keep_rate: float = 1.0        # token selection r; paper ablation 0.9, released default 1.0
+    prune_layers: tuple[int, ...] = (4, 7, 10)  # 1-based
+    ca_variant: str = "paper"     # "paper" (Q from other modality) | "code" (K from other)
+    ca_heads: int = 8
+    ca_ffn: int = 1024
+    rn_dim: int = 512
+    rn_tokens: str = "grid"       # "grid" (scatter kept tokens, zeros elsewhere) | "kept"
+    rn_raw_view: bool = False     # official raw memory view before the RN conv
+    pretrained: bool | str = False
+
+    @classmethod
+    def paper(cls, **over) -> "ZSEConfig":
+        """ViT-B/16, 224 px, CA 8 heads / FFN 1024, RN 49 anchors (spec values)."""
+        return cls(**over)
+
+    @classmethod
+    def smoke(cls, **over) -> "ZSEConfig":
+        """A tiny model for CPU tests: 64 px, patch 8 (8x8 grid), dim 64, depth 4."""
+        base = dict(img_size=64, patch_size=8, dim=64, depth=4, heads=4, ca_heads=4, ca_ffn=128,
+                    rn_dim=32, prune_layers=(2, 3))
+        base.update(over)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prune_layers"] = list(self.prune_layers)
+        d["pretrained"] = str(self.pretrained) if isinstance(self.pretrained, Path) else self.pretrained
+        return d
+
+
+@dataclass
+class PairOutput:
+    """Outputs for n paired rows: post-CA [Ret] tokens (n, D) of sketch and photo, RN score (n,)."""
+
+    ret_sketch: Tensor
+    ret_photo: Tensor
+    score: Tensor
+
+
+class ZSESBIR(nn.Module):
+    """The whole ZSE-SBIR network; see the module docstring for the API."""
+
+    def __init__(self, cfg: ZSEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.sa = SelfAttentionModule(
+            img_size=cfg.img_size, patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth,
+            heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, stem=cfg.stem,
+            keep_rate=cfg.keep_rate, prune_layers=tuple(cfg.prune_layers), pretrained=cfg.pretrained,
+        )
+        self.ca = CrossAttention(cfg.dim, cfg.ca_heads, cfg.ca_ffn, cfg.dropout, cfg.ca_variant)
+        n_kept = self.sa.kept_per_layer()[-1]
+        self.rn = RelationNetwork(cfg.dim, self.sa.grid, cfg.rn_dim, cfg.rn_tokens, n_kept,
+                                  cfg.rn_raw_view, cfg.dropout)
+
+    # --- SA -----------------------------------------------------------------------------------
+    def sa_features(self, x: Tensor, modality: str, return_attention: bool = False) -> SAOutput:
+        """SA tokens (B, 1+N, D), kept grid positions (B, N) and optional [Ret] attention maps."""
+        return self.sa(x, modality, return_attention=return_attention)
+
+    def encode_sketch(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) sketches -> (B, D) pre-CA [Ret] embedding (official ``sa`` retrieval)."""
+        return self.sa(x, "sketch").ret
+
+    def encode_photo(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) photos -> (B, D) pre-CA [Ret] embedding."""
+        return self.sa(x, "photo").ret
+
+    # --- CA + RN ------------------------------------------------------------------------------
+    def pair_forward(self, s_tokens: Tensor, s_pos: Tensor, p_tokens: Tensor, p_pos: Tensor) -> PairOutput:
+        """Paired SA tokens (n, 1+N, D) with grid positions (n, N) -> :class:`PairOutput`."""
+        cs, cp = self.ca(s_tokens, p_tokens)  # (n, 1+N, D) each
+        score = self.rn(cs[:, 1:], s_pos, cp[:, 1:], p_pos)
+        return PairOutput(cs[:, 0], cp[:, 0], score)
+
+    def pairs_from_cache(self, s_tokens: Tensor, s_pos: Tensor, s_proj: dict[str, Tensor],
+                         p_tokens: Tensor, p_pos: Tensor, p_proj: dict[str, Tensor]) -> Tensor:
+        """RN scores (n,) of paired rows whose CA projections come from :meth:`CrossAttention.project`."""
+        cs, cp = self.ca.pairs_from_projections(s_proj, p_proj, s_tokens, p_tokens)
+        return self.rn(cs[:, 1:], s_pos, cp[:, 1:], p_pos)
+
+    def score_pairs(self, sketches: Tensor, photos: Tensor) -> Tensor:
+        """Paired images (n, 3, H, W) each -> RN relation scores (n,) in (0, 1)."""
+        s, p = self.sa(sketches, "sketch"), self.sa(photos, "photo")
+        return self.pair_forward(s.tokens, s.kept, p.tokens, p.kept).score
+
+    def forward(self, sketches: Tensor, photos: Tensor) -> PairOutput:
+        """Paired images -> :class:`PairOutput` (used by training)."""
+        s, p = self.sa(sketches, "sketch"), self.sa(photos, "photo")
+        return self.pair_forward(s.tokens, s.kept, p.tokens, p.kept)
