@@ -1,0 +1,565 @@
+"""XModalViT end to end: config, (photo, sketch A, sketch B) data, teacher, distillation, baseline, eval.
+
+Notebooks 01 and 02 call these functions; every field of :class:`XModalViTConfig` is a notebook
+parameter (upper-case in the ``parameters`` cell). Deliberate differences from the official code
+(methods_spec.md §1.8) are implemented here and in the losses:
+
+1. the students' XAQC key is the teacher's 768-d fused [CLS] embedding (not the sigmoid head);
+2. the photo student is trained on photos;
+3. evaluation ranks all test photos for every test sketch (``fg_accuracy``);
+4. the XAQC queue enqueues with wrap-around (``losses.xaqc``).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..losses.rkd import rkd_angle, rkd_distance
+from ..losses.xaqc import XAQC
+from ..models.xmodalvit import StudentPair, XModalTeacher, build_students, build_teacher, vit_overrides
+
+__all__ = [
+    "XModalViTConfig", "FGTensors", "XModalData", "TripletPhotoSketchDataset", "load_data",
+    "make_teacher", "make_students", "train_teacher", "save_teacher", "load_teacher",
+    "distil_students", "train_triplet_baseline", "evaluate", "teacher_pair_retrieval",
+    "freeze", "embed", "xma_attention_grids", "plot_xma_attention", "teacher_path",
+]
+
+_PAPER_DATASETS = ("shoev2", "chairv2", "sketchy")
+
+
+@dataclass
+class XModalViTConfig:
+    """Parameters of notebooks 01/02 (see :meth:`smoke` and :meth:`paper` for the two profiles).
+
+    ``*_epochs`` are budgets: the official code runs 20 000 epochs per stage (methods_spec §1.6);
+    ``*_max_steps`` caps optimiser steps (None = no cap).
+    """
+
+    profile: str = "smoke"
+    dataset: str = "synthetic_fg"
+    data_root: str | None = None
+    image_size: int = 32
+    val_fraction: float = 0.15
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    # teacher
+    teacher_backbone: str = "vit_tiny_patch16_224"
+    teacher_pretrained: Any = False  # False | True | "path/to/weights.safetensors"
+    teacher_patch_size: int | None = 8
+    teacher_depth: int | None = 2
+    teacher_embed_dim: int | None = 48
+    teacher_num_heads: int | None = 3
+    xma_depth: int = 3
+    xma_heads: int = 3
+    teacher_queue: int = 32
+    teacher_lr: float = 5e-4
+    teacher_weight_decay: float = 1e-4
+    teacher_schedule: str = "cosine"
+    teacher_epochs: int = 30
+    teacher_max_steps: int | None = None
+    # students
+    student_backbone: str = "vit_tiny_patch16_224"
+    student_pretrained: Any = False
+    student_patch_size: int | None = 8
+    student_depth: int | None = 2
+    student_embed_dim: int | None = 48
+    student_num_heads: int | None = 3
+    student_queue: int = 32
+    student_lr: float = 5e-4
+    student_weight_decay: float = 1e-5
+    student_schedule: str = "exponential"
+    student_gamma: float = 0.99999
+    student_epochs: int = 30
+    student_max_steps: int | None = None
+    sketch_target: str = "z_s"  # teacher branch distilled into the sketch student: "z_s" or "z_p"
+    # losses
+    temperature: float = 0.07
+    normalize_query: bool = False
+    angle_chunk: int | None = None
+    # triplet baseline (no teacher)
+    triplet_margin: float = 0.2
+    baseline_lr: float = 5e-4
+    baseline_epochs: int = 30
+    # evaluation: score = dot product of the (un-normalised) student embeddings, as the paper's code
+    eval_metric: str = "dot"
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.sketch_target not in ("z_s", "z_p"):
+            raise ValueError(f"sketch_target: expected 'z_s' or 'z_p', got {self.sketch_target!r}")
+        if self.eval_metric not in ("dot", "cosine", "euclidean"):
+            raise ValueError(f"eval_metric: expected 'dot', 'cosine' or 'euclidean', got {self.eval_metric!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected a value in [0, 1), got {self.val_fraction}")
+        for name in ("image_size", "batch_size", "teacher_queue", "student_queue", "xma_depth",
+                     "teacher_epochs", "student_epochs", "baseline_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+    @classmethod
+    def smoke(cls, **overrides: Any) -> "XModalViTConfig":
+        """Tiny ViTs (2 blocks, width 48, 32 px, patch 8) on the embedded synthetic FG data, CPU."""
+        return cls(**overrides)
+
+    @classmethod
+    def paper(cls, dataset: str = "shoev2", **overrides: Any) -> "XModalViTConfig":
+        """The official settings (methods_spec §1.6): 2x ViT-B/16 teacher, ViT-Ti (Shoe/Chair) or
+        ViT-S (Sketchy) students, batch 16, Adam 3e-6 / 1e-5, queues 128/256 (64 on Sketchy),
+        tau 0.07, pretrained ImageNet weights, 224 px. Epochs = the official 20 000."""
+        if dataset not in _PAPER_DATASETS:
+            raise ValueError(f"paper(dataset=...): expected one of {_PAPER_DATASETS}, got {dataset!r}")
+        sketchy = dataset == "sketchy"
+        base = dict(
+            profile="paper", dataset={"shoev2": "qmul_v2", "chairv2": "qmul_v2", "sketchy": "sketchy"}[dataset],
+            image_size=224, teacher_backbone="vit_base_patch16_224", teacher_pretrained=True,
+            teacher_patch_size=None, teacher_depth=None, teacher_embed_dim=None, teacher_num_heads=None,
+            teacher_queue=64 if sketchy else 128, teacher_lr=3e-6, teacher_weight_decay=1e-4,
+            teacher_schedule="cosine", teacher_epochs=20000,
+            student_backbone="vit_small_patch16_224" if sketchy else "vit_tiny_patch16_224",
+            student_pretrained=True, student_patch_size=None, student_depth=None,
+            student_embed_dim=None, student_num_heads=None, student_queue=64 if sketchy else 256,
+            student_lr=1e-5, student_weight_decay=1e-5, student_schedule="exponential",
+            student_epochs=20000, baseline_lr=1e-5, baseline_epochs=20000, val_fraction=0.1,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "XModalViTConfig":
+        """Preset chosen by ``PROFILE`` (and ``PAPER_DATASET``), overridden by every upper-case
+        notebook parameter whose lower-case name is a field (e.g. ``TEACHER_EPOCHS``)."""
+        names = {f.name for f in fields(cls)}
+        over = {k.lower(): v for k, v in params.items() if k.isupper() and k.lower() in names}
+        profile = over.get("profile", "smoke")
+        if profile == "smoke":
+            return cls.smoke(**over)
+        if profile == "paper":
+            return cls.paper(params.get("PAPER_DATASET", "shoev2"), **over)
+        raise ValueError(f"PROFILE: expected 'smoke' or 'paper', got {profile!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def teacher_kwargs(self) -> dict[str, Any]:
+        return dict(backbone=self.teacher_backbone, pretrained=self.teacher_pretrained,
+                    img_size=self.image_size, xma_depth=self.xma_depth, xma_heads=self.xma_heads,
+                    **vit_overrides(self.teacher_patch_size, self.teacher_depth,
+                                    self.teacher_embed_dim, self.teacher_num_heads))
+
+    def student_kwargs(self) -> dict[str, Any]:
+        return dict(backbone=self.student_backbone, pretrained=self.student_pretrained,
+                    img_size=self.image_size, **vit_overrides(self.student_patch_size, self.student_depth,
+                                                              self.student_embed_dim, self.student_num_heads))
+
+    def train_config(self, stage: str):
+        """The shared loop's :class:`~xmodal_lib.train.TrainConfig` for ``"teacher"``, ``"student"``, ``"baseline"``."""
+        from ..train import TrainConfig
+
+        common = dict(batch_size=self.batch_size, seed=self.seed, device=self.device, optimizer="adam")
+        if stage == "teacher":
+            return TrainConfig(epochs=self.teacher_epochs, max_steps=self.teacher_max_steps, lr=self.teacher_lr,
+                               weight_decay=self.teacher_weight_decay, schedule=self.teacher_schedule, **common)
+        if stage == "student":
+            return TrainConfig(epochs=self.student_epochs, max_steps=self.student_max_steps, lr=self.student_lr,
+                               weight_decay=self.student_weight_decay, schedule=self.student_schedule,
+                               gamma=self.student_gamma, **common)
+        if stage == "baseline":
+            return TrainConfig(epochs=self.baseline_epochs, max_steps=self.student_max_steps, lr=self.baseline_lr,
+                               weight_decay=self.student_weight_decay, schedule="constant", **common)
+        raise ValueError(f"train_config(stage=...): expected 'teacher', 'student' or 'baseline', got {stage!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class FGTensors:
+    """One fine-grained split in memory: photos, sketches and which photo each sketch shows."""
+
+    photos: Tensor  # (P, 3, H, W)
+    sketches: Tensor  # (S, 3, H, W)
+    sketch_to_photo: Tensor  # (S,) long, index into photos
+    photo_ids: list[str]
+
+    def __post_init__(self) -> None:
+        if self.sketch_to_photo.shape[0] != self.sketches.shape[0]:
+            raise ValueError("FGTensors: one photo index per sketch expected")
+
+    def sketches_of(self) -> list[list[int]]:
+        """For each photo, the indices of its sketches."""
+        out: list[list[int]] = [[] for _ in range(self.photos.shape[0])]
+        for s, p in enumerate(self.sketch_to_photo.tolist()):
+            out[p].append(s)
+        return out
+
+    def select_photos(self, keep: list[int]) -> "FGTensors":
+        """Only the photos ``keep`` and their sketches (re-indexed)."""
+        remap = {p: i for i, p in enumerate(keep)}
+        sk = [s for s, p in enumerate(self.sketch_to_photo.tolist()) if p in remap]
+        return FGTensors(self.photos[keep], self.sketches[sk],
+                         torch.tensor([remap[int(self.sketch_to_photo[s])] for s in sk], dtype=torch.long),
+                         [self.photo_ids[p] for p in keep])
+
+
+@dataclass
+class XModalData:
+    """Train (minus val), val (held-out TRAIN photos) and test splits of one FG dataset."""
+
+    train: FGTensors
+    val: FGTensors
+    test: FGTensors
+    name: str
+
+
+def index_to_tensors(index, loader, progress: bool = True) -> FGTensors:
+    """Preload an instance-level :class:`SBIRIndex` split; sketches pair with photos by (label, instance)."""
+    from ..data.datasets import preload
+    from ..data.index import DataError
+
+    key = {(r.label, r.instance): i for i, r in enumerate(index.photos)}
+    s2p = []
+    for r in index.sketches:
+        if (r.label, r.instance) not in key:
+            raise DataError(f"{r.path}: sketch of instance {r.instance!r} has no photo in {index.name}")
+        s2p.append(key[(r.label, r.instance)])
+    return FGTensors(preload(index.photos, loader, desc=f"{index.name} photos", progress=progress),
+                     preload(index.sketches, loader, desc=f"{index.name} sketches", progress=progress),
+                     torch.tensor(s2p, dtype=torch.long), [f"{r.label}/{r.instance}" for r in index.photos])
+
+
+def load_data(cfg: XModalViTConfig, progress: bool = True) -> XModalData:
+    """Open ``cfg.dataset`` (synthetic data are generated on demand), preload at ``cfg.image_size``
+    without mean/std normalisation (as the official code), split val photos off the train split."""
+    from ..data import open_dataset
+    from ..data.transforms import ImageLoader
+
+    index = open_dataset(cfg.dataset, root=cfg.data_root)
+    loader = ImageLoader(cfg.image_size, normalize="none", sketch_crop=False)
+    train = index_to_tensors(index.subset("train"), loader, progress)
+    test = index_to_tensors(index.subset("test"), loader, progress)
+    if train.photos.shape[0] == 0 or test.photos.shape[0] == 0:
+        from ..data.index import DataError
+
+        raise DataError(f"{index.name}: needs train and test photos, got {train.photos.shape[0]} / {test.photos.shape[0]}")
+    with_sk = [p for p, s in enumerate(train.sketches_of()) if s]
+    rng = random.Random(cfg.seed)
+    rng.shuffle(with_sk)
+    n_val = int(round(cfg.val_fraction * len(with_sk)))
+    val_ids, tr_ids = sorted(with_sk[:n_val]), sorted(with_sk[n_val:])
+    return XModalData(train.select_photos(tr_ids), train.select_photos(val_ids), test, index.name)
+
+
+class TripletPhotoSketchDataset(Dataset):
+    """``ds[i] -> (photo, sketch A, sketch B)`` for the i-th photo having a sketch.
+
+    A and B are two different sketches of the photo (the same one twice if it has only one), drawn
+    deterministically from ``(seed, epoch, i)`` so a resumed run sees the same items.
+    """
+
+    def __init__(self, data: FGTensors, seed: int = 0):
+        self.data, self.seed, self.epoch = data, int(seed), 0
+        sk = data.sketches_of()
+        self.items = [(p, s) for p, s in enumerate(sk) if s]
+        if not self.items:
+            raise ValueError("TripletPhotoSketchDataset: no photo has a sketch")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        p, sks = self.items[i]
+        rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
+        a, b = rng.sample(sks, 2) if len(sks) >= 2 else (sks[0], sks[0])
+        return self.data.photos[p], self.data.sketches[a], self.data.sketches[b]
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------
+def make_teacher(cfg: XModalViTConfig) -> XModalTeacher:
+    torch.manual_seed(cfg.seed)
+    return build_teacher(**cfg.teacher_kwargs())
+
+
+def make_students(cfg: XModalViTConfig, out_dim: int, normalize: bool = False) -> StudentPair:
+    torch.manual_seed(cfg.seed + 1)
+    return build_students(out_dim=out_dim, normalize=normalize, **cfg.student_kwargs())
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """``requires_grad=False`` on every parameter and eval mode (the distillation teacher)."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+@torch.no_grad()
+def embed(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 64,
+          device: torch.device | str = "cpu") -> Tensor:
+    """``fn`` over ``images`` in batches; float32 embeddings on CPU ``[N, D]``."""
+    out = [fn(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def _device_of(m: nn.Module) -> torch.device:
+    return next(m.parameters()).device
+
+
+def evaluate(model: StudentPair, split: FGTensors, metric: str = "dot", batch_size: int = 64) -> dict[str, float]:
+    """Standard FG-SBIR protocol: every sketch ranks every photo of ``split`` (acc@1/5/10, ranks)."""
+    from ..retrieval.metrics import fg_accuracy
+    from ..retrieval.search import similarity
+
+    was_training = model.training
+    model.eval()
+    dev = _device_of(model)
+    g = embed(model.encode_photo, split.photos, batch_size, dev)  # (P, D)
+    q = embed(model.encode_sketch, split.sketches, batch_size, dev)  # (S, D)
+    model.train(was_training)
+    return fg_accuracy(similarity(q, g, metric=metric), split.sketch_to_photo, ks=(1, 5, 10))
+
+
+@torch.no_grad()
+def teacher_pair_retrieval(teacher: XModalTeacher, split: FGTensors, batch_size: int = 64) -> dict[str, float]:
+    """Sanity check of the fused embeddings (NOT sketch-to-photo retrieval; the teacher needs both inputs).
+
+    Query j = z_s(photo_i, sketch_j) (sketch branch, as the teacher's key); gallery entry for photo g
+    = z_p(photo_g, s_g) with s_g another sketch of g where one exists (else the same sketch).
+    Ranking all gallery entries, acc@K says whether the fused embeddings identify the instance
+    across modalities and sketches on unseen pairs, i.e. the teacher's own objective on held-out data.
+    """
+    from ..retrieval.metrics import fg_accuracy
+
+    was_training = teacher.training
+    teacher.eval()
+    dev = _device_of(teacher)
+    sk_of = split.sketches_of()
+    has = [p for p, s in enumerate(sk_of) if s]
+    pos = {p: i for i, p in enumerate(has)}
+    q_idx = [s for s in range(split.sketches.shape[0])]
+    g_sk = [sk_of[p][-1] for p in has]  # last sketch of each photo (query uses every sketch)
+    zs, zp = [], []
+    for i in range(0, len(q_idx), batch_size):
+        sel = q_idx[i:i + batch_size]
+        ph = split.photos[split.sketch_to_photo[sel]].to(dev)
+        zs.append(teacher(ph, split.sketches[sel].to(dev))[1].float().cpu())
+    for i in range(0, len(has), batch_size):
+        ph = split.photos[has[i:i + batch_size]].to(dev)
+        zp.append(teacher(ph, split.sketches[g_sk[i:i + batch_size]].to(dev))[0].float().cpu())
+    teacher.train(was_training)
+    q, g = torch.cat(zs), torch.cat(zp)
+    true = torch.tensor([pos[int(p)] for p in split.sketch_to_photo], dtype=torch.long)
+    return fg_accuracy(F.normalize(q, dim=1) @ F.normalize(g, dim=1).t(), true, ks=(1, 5, 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# training stages
+# ---------------------------------------------------------------------------------------------
+def _default_out(name: str) -> Path:
+    from ..paths import runs_dir
+
+    return runs_dir() / "xmodalvit" / name
+
+
+def teacher_step(xaqc: XAQC) -> Callable[[nn.Module, Any], dict[str, Tensor]]:
+    """Teacher loss: XAQC(q = z_p(photo, sketch A), k = z_s(photo, sketch B)); the key has no gradient."""
+
+    def step(model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        photo, sk_a, sk_b = batch
+        z_p = model(photo, sk_a)[0]
+        with torch.no_grad():
+            z_s = model(photo, sk_b)[1]
+        loss = xaqc(z_p, z_s)
+        return {"loss": loss, "xaqc": loss.detach()}
+
+    return step
+
+
+def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | None = None,
+                  resume: bool = False, progress: bool = True):
+    """Train the fusion teacher; returns ``(teacher, TrainResult)``. Validation = pair retrieval on val."""
+    from ..train import fit
+
+    teacher = make_teacher(cfg)
+    xaqc = XAQC(teacher.embed_dim, cfg.teacher_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed)
+    val_fn = (lambda m: {f"val_{k}": v for k, v in teacher_pair_retrieval(m, data.val).items()
+                         if k.startswith("acc@")}) if data.val.sketches.shape[0] else None
+    res = fit(teacher, teacher_step(xaqc), TripletPhotoSketchDataset(data.train, cfg.seed),
+              cfg.train_config("teacher"), out_dir or _default_out("teacher"), val_fn=val_fn,
+              state_modules={"xaqc": xaqc}, resume=resume, config=cfg.to_dict(), desc="teacher",
+              progress=progress)
+    return teacher, res
+
+
+def teacher_path(name: str = "xmodalvit_teacher") -> Path:
+    """Where notebook 01 leaves the trained teacher for notebook 02 (``artifacts_dir()/<name>``)."""
+    from ..paths import artifacts_dir
+
+    return artifacts_dir() / name
+
+
+def save_teacher(teacher: XModalTeacher, cfg: XModalViTConfig, path: str | Path | None = None) -> Path:
+    from ..checkpoint import save_weights
+
+    return save_weights(teacher, path or teacher_path(), config=cfg.to_dict())
+
+
+def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalViTConfig] | None:
+    """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent."""
+    from ..checkpoint import load_weights
+
+    p = Path(path) if path is not None else teacher_path()
+    if not p.with_name(p.name + ".safetensors").is_file():
+        return None
+    import json
+
+    stored = json.loads(p.with_name(p.name + ".json").read_text())["config"]
+    cfg = XModalViTConfig(**{**stored, "teacher_pretrained": False})  # weights come from the file
+    teacher = make_teacher(cfg)
+    load_weights(teacher, p, strict=True)
+    return teacher.eval(), cfg
+
+
+def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational: bool = True,
+                 sketch_target: str = "z_s", angle_chunk: int | None = None):
+    """Distillation step for the photo and sketch students together (disjoint parameters, so with Adam
+    this equals training them separately). Teacher targets: photo student <- z_p(photo, A); sketch
+    student <- z_s(photo, A) (or z_p); XMRD on the 2B batch [A; B] (photo student: [photo; photo])."""
+
+    def step(students: nn.Module, batch: Any) -> dict[str, Tensor]:
+        photo, sk_a, sk_b = batch
+        if _device_of(teacher) != photo.device:
+            teacher.to(photo.device)
+        with torch.no_grad():
+            zp_a, zs_a = teacher(photo, sk_a)
+            zp_b, zs_b = teacher(photo, sk_b) if relational else (zp_a, zs_a)
+        t_a, t_b = (zs_a, zs_b) if sketch_target == "z_s" else (zp_a, zp_b)
+        e_p = students.photo(photo)  # (B, D)
+        e_a = students.sketch(sk_a)
+        out = {"xaqc_photo": xaqc_p(e_p, zp_a), "xaqc_sketch": xaqc_s(e_a, t_a)}
+        if relational:
+            e_b = students.sketch(sk_b)
+            s_p, t_p = torch.cat([e_p, e_p]), torch.cat([zp_a, zp_b])  # (2B, D)
+            s_s, t_s = torch.cat([e_a, e_b]), torch.cat([t_a, t_b])
+            out["dist"] = rkd_distance(s_p, t_p) + rkd_distance(s_s, t_s)
+            out["angle"] = rkd_angle(s_p, t_p, angle_chunk) + rkd_angle(s_s, t_s, angle_chunk)
+        out["loss"] = sum(out.values())
+        return out
+
+    return step
+
+
+def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeacher, relational: bool = True,
+                    out_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
+    """Distil photo + sketch students from the frozen ``teacher``; returns ``(StudentPair, TrainResult)``."""
+    from ..train import fit, resolve_device
+
+    freeze(teacher).to(resolve_device(cfg.device))
+    students = make_students(cfg, teacher.embed_dim)
+    d = teacher.embed_dim
+    xp = XAQC(d, cfg.student_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed + 2)
+    xs = XAQC(d, cfg.student_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed + 3)
+    name = "students_xaqc_xmrd" if relational else "students_xaqc"
+    res = fit(students, student_step(teacher, xp, xs, relational, cfg.sketch_target, cfg.angle_chunk),
+              TripletPhotoSketchDataset(data.train, cfg.seed), cfg.train_config("student"),
+              out_dir or _default_out(name), val_fn=_val_fn(cfg, data), state_modules={"xaqc_p": xp, "xaqc_s": xs},
+              resume=resume, config={**cfg.to_dict(), "relational": relational}, desc=name, progress=progress)
+    return students, res
+
+
+def _val_fn(cfg: XModalViTConfig, data: XModalData):
+    if data.val.sketches.shape[0] == 0:
+        return None
+    return lambda m: {f"val_{k}": v for k, v in evaluate(m, data.val, cfg.eval_metric, cfg.eval_batch_size).items()
+                      if k.startswith("acc@")}
+
+
+def triplet_step(margin: float):
+    """Plain triplet baseline: sketch anchor, its photo positive, every other photo of the batch as a
+    negative (hinge averaged), on L2-normalised embeddings (Euclidean distance)."""
+
+    def step(students: nn.Module, batch: Any) -> dict[str, Tensor]:
+        photo, sk_a, _ = batch
+        e_p, e_s = students.encode_photo(photo), students.encode_sketch(sk_a)  # (B, D), normalised
+        d = torch.cdist(e_s, e_p)  # (B, B): sketch i to photo j
+        pos = d.diagonal()[:, None]
+        off = ~torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
+        loss = F.relu(pos - d + margin)[off].mean()
+        return {"loss": loss}
+
+    return step
+
+
+def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int | None = None,
+                           out_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
+    """The same student pair trained with a triplet loss and no teacher; returns ``(StudentPair, TrainResult)``."""
+    from ..train import fit
+
+    dim = out_dim or cfg.teacher_embed_dim or 768
+    students = make_students(cfg, dim, normalize=True)
+    res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed),
+              cfg.train_config("baseline"), out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
+              resume=resume, config={**cfg.to_dict(), "method": "triplet"}, desc="triplet", progress=progress)
+    return students, res
+
+
+def replace_config(cfg: XModalViTConfig, **changes: Any) -> XModalViTConfig:
+    """``dataclasses.replace`` with validation (for sweeps and benchmarks)."""
+    return replace(cfg, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention figure
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def xma_attention_grids(teacher: XModalTeacher, photo: Tensor, sketch: Tensor) -> dict[str, Tensor]:
+    """Head-averaged XMA attention of one pair on the patch grids, per layer.
+
+    Returns ``"sketch_to_photo" [K, h, w]`` (sketch [CLS] over photo patches) and
+    ``"photo_to_sketch" [K, h, w]`` (photo [CLS] over sketch patches); each map is renormalised to
+    sum to 1 over the patches (the [CLS]/query tokens' share is dropped).
+    """
+    teacher.eval()
+    dev = _device_of(teacher)
+    _, _, maps = teacher(photo[None].to(dev), sketch[None].to(dev), return_attention=True)
+    h, w = teacher.grid
+    out = {}
+    for key, skip in (("sketch_to_photo", 1), ("photo_to_sketch", 2)):  # [q ; P] and [q ; c_s ; P]
+        a = torch.stack([m[key][0].mean(0)[skip:] for m in maps]).float().cpu()  # (K, N)
+        a = a / a.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        out[key] = a.view(-1, h, w)  # (K, h, w)
+    return out
+
+
+def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor], title: str = ""):
+    """Photo and sketch with each XMA layer's attention overlaid (rows: layers)."""
+    import matplotlib.pyplot as plt
+
+    k = grids["sketch_to_photo"].shape[0]
+    fig, axes = plt.subplots(k, 2, figsize=(5.2, 2.6 * k), squeeze=False)
+    size = photo.shape[-1]
+    for i in range(k):
+        for j, (img, key, lab) in enumerate(((photo, "sketch_to_photo", "sketch [CLS] -> photo"),
+                                             (sketch, "photo_to_sketch", "photo [CLS] -> sketch"))):
+            ax = axes[i, j]
+            ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
+            m = F.interpolate(grids[key][i][None, None], size=(size, size), mode="nearest")[0, 0]
+            ax.imshow(m.numpy(), cmap="jet", alpha=0.45)
+            ax.set_title(f"XMA {i + 1}: {lab}", fontsize=8)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
