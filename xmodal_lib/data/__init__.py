@@ -1,7 +1,42 @@
 """Datasets: the embedded synthetic benchmark, real dataset readers and preprocessing.
 
 Every reader returns an :class:`~xmodal_lib.data.index.SBIRIndex`; models never read files.
-"""
-from .index import Record, SBIRIndex, DataError
 
-__all__ = ["Record", "SBIRIndex", "DataError"]
+Main entry points::
+
+    from xmodal_lib.data import open_dataset, SyntheticConfig, ImageLoader, preload
+    idx = open_dataset("synthetic", config=SyntheticConfig.smoke())      # zero-shot, 24 classes
+    fg = open_dataset("synthetic_fg", category="shoe", split="test")     # instance-level
+    sk = open_dataset("sketchy", "../shared/data/sketchy_mini", split="zeroshot1")
+    x = preload(idx.sketches, ImageLoader(96, normalize="imagenet", sketch_crop=True))
+
+``ImageLoader``, ``preload`` and ``ImageDataset`` (which import torch) load lazily.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .index import DataError, Record, SBIRIndex
+from .manifest import read_manifest
+from .qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
+from .registry import KINDS, open_dataset
+from .safe_pickle import safe_load
+from .sake import read_sake
+from .sketchy import read_sketchy
+from .splits import packaged_split
+from .strokes import render_strokes
+from .synthetic import CLASSES, UNSEEN, SyntheticConfig, generate
+
+_LAZY = {"ImageLoader": "transforms", "preprocess_sketch_image": "transforms", "open_image": "transforms",
+         "preload": "datasets", "ImageDataset": "datasets"}
+
+__all__ = ["Record", "SBIRIndex", "DataError", "open_dataset", "KINDS", "SyntheticConfig", "generate",
+           "CLASSES", "UNSEEN", "read_sketchy", "read_sake", "read_qmul_v1", "read_qmul_v2",
+           "read_qmul_v2_pickle", "read_manifest", "packaged_split", "safe_load", "render_strokes", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
