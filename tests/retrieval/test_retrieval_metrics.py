@@ -1,0 +1,223 @@
+"""Metrics vs. independent per-query references (retrieval_reference.py) and sklearn."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+
+from xmodal_lib.retrieval import metrics as M
+from xmodal_lib.retrieval.search import similarity
+
+# the suite runs with --import-mode=importlib: load the sibling reference module by path
+_spec = importlib.util.spec_from_file_location("retrieval_reference", Path(__file__).with_name("retrieval_reference.py"))
+_ref = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ref)
+reference_fg_ranks, reference_per_query = _ref.reference_fg_ranks, _ref.reference_per_query
+
+ALL = ("map_all_voc", "map_all", "map@5_strict", "map@5_lenient", "map@5_voc", "map@200_strict",
+       "map@200_lenient", "map@200_voc", "p@1", "p@5", "p@200", "p@5_minr", "p@200_minr")
+
+
+def _compare(scores, ql, gl, metrics=ALL, largest=True, ties="stable", chunk_size=None):
+    got = M.category_metrics_per_query(scores, ql, gl, metrics, largest=largest, chunk_size=chunk_size, ties=ties)
+    ref = reference_per_query(torch.as_tensor(scores).double().numpy(), np.asarray(ql), np.asarray(gl),
+                              metrics, largest, ties)
+    for m in metrics:
+        g, r = got[m].numpy(), ref[m]
+        assert g.dtype == np.float64
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=m)
+        np.testing.assert_allclose(g[~np.isnan(g)], r[~np.isnan(r)], rtol=0, atol=1e-12, err_msg=m)
+    means = M.category_metrics(scores, ql, gl, metrics, largest=largest, chunk_size=chunk_size, ties=ties)
+    for m in metrics:
+        r = ref[m]
+        expected = float(np.nanmean(r)) if (~np.isnan(r)).any() else math.nan
+        assert means[m] == pytest.approx(expected, abs=1e-12, nan_ok=True), m
+    assert means["n_valid"] == int((~np.isnan(ref[metrics[0]])).sum())
+    return got
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("chunk_size", [None, 1, 7])
+def test_random_matches_reference(seed, chunk_size):
+    g = torch.Generator().manual_seed(seed)
+    q_n, g_n = 23, 61
+    scores = torch.randn(q_n, g_n, generator=g)
+    ql = torch.randint(0, 4, (q_n,), generator=g)
+    gl = torch.randint(0, 4, (g_n,), generator=g)
+    _compare(scores, ql, gl, chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("ties", ["stable", "pessimistic", "optimistic"])
+def test_heavy_ties(ties):
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 3, (17, 40), generator=g).float()  # 3 distinct values only
+    ql = torch.randint(0, 3, (17,), generator=g)
+    gl = torch.randint(0, 3, (40,), generator=g)
+    _compare(scores, ql, gl, ties=ties, chunk_size=5)
+
+
+def test_tie_modes_bound_the_stable_value():
+    g = torch.Generator().manual_seed(4)
+    scores = torch.randint(0, 2, (30, 50), generator=g).float()
+    ql, gl = torch.randint(0, 3, (30,), generator=g), torch.randint(0, 3, (50,), generator=g)
+    res = {t: M.category_metrics(scores, ql, gl, ("map_all", "map_all_voc"), ties=t) for t in M._TIES}
+    for m in ("map_all", "map_all_voc"):
+        assert res["pessimistic"][m] <= res["stable"][m] <= res["optimistic"][m]
+        assert res["pessimistic"][m] < res["optimistic"][m]  # ties matter with 2 score values
+
+
+def test_plain_ap_equals_sklearn():
+    g = torch.Generator().manual_seed(5)
+    scores = torch.rand(12, 80, generator=g, dtype=torch.float64)  # continuous: no ties
+    ql, gl = torch.randint(0, 5, (12,), generator=g), torch.randint(0, 5, (80,), generator=g)
+    ap = M.average_precision_per_query(scores, ql, gl, voc=False)
+    for i in range(12):
+        y = (gl == ql[i]).numpy()
+        if y.any():
+            assert ap[i].item() == pytest.approx(average_precision_score(y, scores[i].numpy()), abs=1e-12)
+    voc = M.average_precision_per_query(scores, ql, gl, voc=True)
+    assert bool((voc >= ap - 1e-15).all())  # interpolation never lowers AP
+
+
+def test_no_relevant_query_is_nan_and_excluded():
+    scores = torch.randn(4, 10)
+    gl = torch.tensor([0] * 5 + [1] * 5)
+    ql = torch.tensor([0, 1, 2, 0])  # class 2 has no gallery item
+    got = _compare(scores, ql, gl)
+    assert all(math.isnan(v[2].item()) for v in got.values())
+    res = M.category_metrics(scores, ql, gl, ("map_all_voc", "p@3"))
+    assert res["n_queries"] == 4 and res["n_valid"] == 3
+    only_missing = M.category_metrics(scores[2:3], ql[2:3], gl, ("map_all_voc",))
+    assert math.isnan(only_missing["map_all_voc"]) and only_missing["n_valid"] == 0
+
+
+def test_all_relevant_gives_one():
+    scores = torch.randn(3, 9)
+    res = M.category_metrics(scores, [1, 1, 1], [1] * 9, ALL)
+    for m in ALL:
+        assert res[m] == pytest.approx(1.0, abs=1e-15), m
+
+
+def test_k_larger_than_gallery_and_one_query():
+    scores = torch.randn(1, 6)
+    ql, gl = torch.tensor([0]), torch.tensor([0, 1, 0, 1, 1, 0])
+    got = _compare(scores, ql, gl, ("map@50_strict", "map@50_lenient", "map@50_voc", "p@50", "p@50_minr", "map_all"))
+    # with K >= G every mAP@K convention equals mAP@all over the whole list
+    assert got["map@50_strict"].item() == pytest.approx(got["map_all"].item(), abs=1e-15)
+    assert got["p@50"].item() == pytest.approx(0.5)  # SAKE prec divides by min(K, G) = 6
+
+
+def test_float16_and_distances_match():
+    g = torch.Generator().manual_seed(6)
+    scores = torch.randn(15, 70, generator=g).half()  # coarse values: many ties
+    ql, gl = torch.randint(0, 3, (15,), generator=g), torch.randint(0, 3, (70,), generator=g)
+    sim = _compare(scores, ql, gl)
+    dist = _compare(-scores, ql, gl, largest=False)
+    for m in ALL:
+        np.testing.assert_array_equal(sim[m].numpy(), dist[m].numpy())
+
+
+def test_string_labels():
+    scores = torch.randn(3, 5)
+    a = M.category_metrics(scores, ["cat", "dog", "cow"], ["dog", "cat", "cat", "dog", "emu"], ("map_all",))
+    b = M.category_metrics(scores, [0, 1, 2], [1, 0, 0, 1, 3], ("map_all",))
+    assert a == b
+
+
+def test_hand_worked_example():
+    # Gallery already in ranked order (scores 6 > 5 > ... > 1).
+    # Query A: relevance [0,1,1,0,0,1], R = 3; precision at hits: 1/2, 2/3, 3/6.
+    #   plain AP  = (1/2 + 2/3 + 1/2) / 3 = 5/9
+    #   VOC AP    : interpolated precision at hits = max to the right = 2/3, 2/3, 1/2
+    #               -> (2/3 + 2/3 + 1/2) / 3 = 11/18
+    #   K = 3: top-3 = [0,1,1], found = 2, min(K, R) = 3
+    #   map@3_strict  = (1/2 + 2/3) / 3 = 7/18;  map@3_lenient = (1/2 + 2/3) / 2 = 7/12
+    #   map@3_voc     = (2/3 + 2/3) / 3 = 4/9;   p@3 = 2/3;  p@3_minr = 2/3
+    # Query B: relevance [1,0,0,0,0,0], R = 1: every AP = 1, p@3 = 1/3, p@3_minr = top-1 = 1.
+    scores = torch.tensor([[6.0, 5, 4, 3, 2, 1]] * 2)
+    gl = torch.tensor([1, 0, 0, 1, 1, 0])
+    ql = torch.tensor([0, 1])
+    gl_b = torch.tensor([1, 2, 2, 2, 2, 2])
+    names = ("map_all", "map_all_voc", "map@3_strict", "map@3_lenient", "map@3_voc", "p@3", "p@3_minr")
+    a = M.category_metrics_per_query(scores[:1], ql[:1], gl, names)
+    expected_a = [5 / 9, 11 / 18, 7 / 18, 7 / 12, 4 / 9, 2 / 3, 2 / 3]
+    for n, e in zip(names, expected_a):
+        assert a[n].item() == pytest.approx(e, abs=1e-15), n
+    b = M.category_metrics_per_query(scores[1:], ql[1:], gl_b, names)
+    for n, e in zip(names, [1, 1, 1, 1, 1, 1 / 3, 1]):
+        assert b[n].item() == pytest.approx(e, abs=1e-15), n
+
+
+def test_bad_names_and_inputs():
+    s = torch.randn(2, 3)
+    for bad in ("map@200", "p@0", "map@10_weird", "mAP", "p@5_strict"):
+        with pytest.raises(ValueError, match="metric"):
+            M.category_metrics(s, [0, 1], [0, 1, 1], (bad,))
+    with pytest.raises(ValueError, match="gallery_labels"):
+        M.category_metrics(s, [0, 1], [0, 1], ("map_all",))
+    with pytest.raises(ValueError, match="NaN"):
+        M.category_metrics(torch.tensor([[0.0, float("nan"), 1.0]]), [0], [0, 1, 1], ("map_all",))
+    with pytest.raises(ValueError, match="ties"):
+        M.category_metrics(s, [0, 1], [0, 1, 1], ("map_all",), ties="random")
+    with pytest.raises(ValueError, match="2-D"):
+        M.category_metrics(torch.randn(3), [0], [0, 1, 1])
+
+
+def test_precision_recall_curve_matches_loop():
+    g = torch.Generator().manual_seed(7)
+    scores = torch.randn(9, 40, generator=g)
+    ql, gl = torch.randint(0, 3, (9,), generator=g), torch.randint(0, 3, (40,), generator=g)
+    levels, curve = M.precision_recall_curve(scores, ql, gl, 11)
+    ref = []
+    for i in range(9):
+        order = sorted(range(40), key=lambda j: (-scores[i, j].item(), j))
+        rel = [(gl[j] == ql[i]).item() for j in order]
+        r_tot, tp, pts = sum(rel), 0, []
+        for k, r in enumerate(rel, 1):
+            tp += r
+            pts.append((tp / r_tot, tp / k))
+        ref.append([max(p for rc, p in pts if rc >= lv - 1e-12) for lv in levels.tolist()])
+    np.testing.assert_allclose(curve.numpy(), np.mean(ref, 0), atol=1e-12)
+    assert curve[-1] <= curve[0]
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_fg_accuracy_matches_reference(largest):
+    g = torch.Generator().manual_seed(8)
+    scores = torch.randint(0, 6, (30, 25), generator=g).float()  # many ties
+    true = torch.randint(0, 25, (30,), generator=g)  # several queries may share a photo
+    ranks = M.fg_ranks(scores, true, largest=largest, chunk_size=4)
+    ref = reference_fg_ranks(scores.numpy(), true.numpy(), largest)
+    np.testing.assert_array_equal(ranks.numpy(), ref)
+    res = M.fg_accuracy(scores, true, ks=(1, 5, 10), largest=largest)
+    for k in (1, 5, 10):
+        assert res[f"acc@{k}"] == pytest.approx(float(np.mean(ref <= k)))
+    assert res["mean_rank"] == pytest.approx(float(ref.mean()))
+    assert res["median_rank"] == pytest.approx(float(np.median(ref)))
+
+
+def test_fg_hand_example_ties_count_against():
+    scores = torch.tensor([[0.9, 0.5, 0.9, 0.1], [0.2, 0.8, 0.3, 0.1]])
+    res = M.fg_accuracy(scores, [2, 1], ks=(1, 2))
+    # query 0: item 0 ties with the true item 2 -> rank 2; query 1: rank 1
+    assert M.fg_ranks(scores, [2, 1]).tolist() == [2, 1]
+    assert res["acc@1"] == 0.5 and res["acc@2"] == 1.0 and res["median_rank"] == 1.5
+    with pytest.raises(ValueError, match="true_index"):
+        M.fg_accuracy(scores, [4, 0])
+
+
+def test_from_embeddings_equals_matrix_path():
+    g = torch.Generator().manual_seed(9)
+    q, gal = torch.randn(20, 8, generator=g), torch.randn(50, 8, generator=g)
+    ql, gl = torch.randint(0, 4, (20,), generator=g), torch.randint(0, 4, (50,), generator=g)
+    names = ("map_all_voc", "map@10_voc", "p@10")
+    for metric in ("cosine", "dot", "euclidean"):
+        a = M.category_metrics_from_embeddings(q, gal, ql, gl, names, metric=metric, chunk_size=3)
+        b = M.category_metrics(similarity(q, gal, metric), ql, gl, names)
+        assert a == pytest.approx(b, abs=1e-12)
