@@ -168,6 +168,21 @@ def _check_type(nb: str, key: str, default: Any, value: Any, origin: str) -> Any
     return value
 
 
+PATH_KEYS = ("_ROOT", "_DIR", "_PATH", "_FILE")
+
+
+def _abs_path(key: str, value: Any) -> Any:
+    """Make a relative path given on the command line absolute (kernels run in ``notebooks/``).
+
+    Applies to string values of ``*_ROOT``/``*_DIR``/``*_PATH``/``*_FILE`` and ``PRETRAINED``
+    parameters that name an existing file or folder relative to the caller's cwd.
+    """
+    if not isinstance(value, str) or not (key.endswith(PATH_KEYS) or key == "PRETRAINED"):
+        return value
+    p = Path(value).expanduser()
+    return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
 @dataclass
 class NotebookPlan:
     """One notebook to run with the parameters injected into it."""
@@ -222,18 +237,22 @@ def plan_run(
                     for k2, v2 in value.items():
                         if k2 not in defaults:
                             raise ValueError(f"{profile_file}: {k2} is not a parameter of {nb.name}")
+                        v2 = _abs_path(k2, v2)
                         injected[k2] = _check_type(nb.name, k2, defaults[k2], v2, str(profile_file))
                     used.add(f"file:{key}")
             elif key in defaults:
-                injected[key] = _check_type(nb.name, key, defaults[key], value, str(profile_file))
+                injected[key] = _check_type(nb.name, key, defaults[key], _abs_path(key, value), str(profile_file))
                 used.add(f"file:{key}")
         if data_root is not None and "DATA_ROOT" in defaults:
-            injected["DATA_ROOT"] = str(data_root)
+            root = Path(data_root).expanduser()
+            if not root.exists():
+                raise ValueError(f"--data-root {data_root}: no such file or folder")
+            injected["DATA_ROOT"] = str(root.resolve())
         for scope, key, value in parsed:
             if scope is not None and scope not in (nb.stem, nb.name[:2], nb.name[:2].lstrip("0") or "0"):
                 continue
             if key in defaults:
-                injected[key] = _check_type(nb.name, key, defaults[key], value, f"-p {key}")
+                injected[key] = _check_type(nb.name, key, defaults[key], _abs_path(key, value), f"-p {key}")
                 used.add(f"p:{scope}:{key}")
         plans.append(NotebookPlan(path=nb, defaults=defaults, injected=injected))
     for scope, key, _ in parsed:

@@ -20,9 +20,9 @@ PARAMS = {
 }
 COMMENTS = {
     "PROFILE": "smoke | paper (set by `xmodal reproduce`)",
-    "DATA_ROOT": "folder of a real dataset, e.g. '../shared/data/sketchy_mini'; None = synthetic only",
+    "DATA_ROOT": "folder of a real dataset, e.g. ../shared/data/sketchy_mini; None for synthetic only",
     "REAL_KIND": "sketchy | sake | qmul_v1 | qmul_v2 | qmul_v2_pickle | manifest",
-    "REAL_SPLIT": "reader-specific split name (e.g. 'zeroshot1' for Sketchy); None = reader default",
+    "REAL_SPLIT": "reader split name, e.g. zeroshot1 for Sketchy; None for the reader default",
     "N_CLASSES": "classes shown in the grids",
     "PER_CLASS": "photos and sketches per class in the grids",
     "IMG_SIZE": "display resolution (pixels)",

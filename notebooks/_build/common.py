@@ -44,6 +44,8 @@ def params_cell(params: dict[str, Any], comments: dict[str, str] | None = None) 
         if not isinstance(value, (str, int, float, bool, type(None), list, tuple, dict)):
             raise ValueError(f"parameter {key}: {value!r} is not a flat literal")
         note = f"  # {comments[key]}" if key in comments else ""
+        if any(q in note for q in "'\"="):
+            raise ValueError(f"parameter {key}: no quotes or '=' in comments (papermill cannot parse the line)")
         lines.append(f"{key} = {value!r}{note}")
     return code("\n".join(lines), tags=["parameters"])
 

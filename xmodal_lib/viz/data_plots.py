@@ -75,7 +75,7 @@ def class_grid(
                 else:
                     ax.set_facecolor("0.92")
                 if row == 0 and j == 0:
-                    ax.set_title(f"{modality}s", fontsize=9, loc="left")
+                    ax.set_title("photos" if modality == "photo" else "sketches", fontsize=9, loc="left")
         label = f"{cls} *" if cls in unseen else cls
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(f"{index.name}: photos | sketches per class (* = unseen class)", fontsize=10)
@@ -147,7 +147,7 @@ def class_count_bars(index: SBIRIndex, max_classes: int = 60) -> Any:
     ax.set_ylabel("images")
     more = f" (first {max_classes} of {len(index.classes)})" if len(index.classes) > max_classes else ""
     ax.set_title(f"{index.name}: images per class{more}; hatched = unseen", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
