@@ -2,8 +2,8 @@
 
 A pickle can run arbitrary code while loading (any global it names is imported and called).
 :func:`safe_load` admits only plain containers and numbers (``dict``, ``list``, ``tuple``,
-``set``, ``frozenset``, ``str``, ``bytes``, ``int``, ``float``, ``complex``, ``bool``, ``None``;
-these need no global at all) plus the few numpy globals needed to rebuild arrays, listed
+``set``, ``frozenset``, ``str``, ``bytes``, ``int``, ``float``, ``bool``, ``None``; only sets
+need a global, below protocol 4) plus the few numpy globals needed to rebuild arrays, listed
 exactly in :data:`ALLOWED_GLOBALS`. Any other global raises :class:`DataError` naming the file
 and the refused global, *before* anything is called.
 """
@@ -28,6 +28,8 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
+    # sets are pickled through their constructor below protocol 4 (py2 name mapped by pickle)
+    ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
     # protocol-2 pickles store array bytes as latin-1 text re-encoded with _codecs.encode;
     # it is wrapped below so only the 'latin1' codec is accepted.
     ("_codecs", "encode"),
