@@ -221,3 +221,29 @@ def test_from_embeddings_equals_matrix_path():
         a = M.category_metrics_from_embeddings(q, gal, ql, gl, names, metric=metric, chunk_size=3)
         b = M.category_metrics(similarity(q, gal, metric), ql, gl, names)
         assert a == pytest.approx(b, abs=1e-12)
+
+
+@pytest.mark.parametrize("ties", ["stable", "pessimistic", "optimistic"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32, torch.float64])
+def test_sort_backends_agree(monkeypatch, ties, dtype):
+    # composite-key sort (NumPy on CPU / torch) vs plain stable torch.sort on the scores
+    g = torch.Generator().manual_seed(10)
+    vals = torch.tensor([-1.5, -0.0, 0.0, 0.25, 2.0])  # includes -0.0 == 0.0 and negative values
+    scores = vals[torch.randint(0, 5, (40, 33), generator=g)]
+    scores = (scores * 4).to(dtype) if dtype == torch.int32 else scores.to(dtype)
+    ql, gl = torch.randint(0, 3, (40,), generator=g), torch.randint(0, 3, (33,), generator=g)
+    out = {}
+    for backend in ("auto", "torch", "reference"):
+        monkeypatch.setattr(M, "SORT_BACKEND", backend)
+        out[backend] = M.category_metrics_per_query(scores, ql, gl, ALL, largest=True, ties=ties, chunk_size=9)
+    for m in ALL:
+        np.testing.assert_array_equal(out["auto"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
+        np.testing.assert_array_equal(out["torch"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
+    _compare(scores, ql, gl, ties=ties)
+
+
+def test_many_queries_tiny_gallery_default_chunks():
+    g = torch.Generator().manual_seed(12)
+    scores = torch.randn(3000, 6, generator=g)  # default chunk = all 3000 rows at once
+    ql, gl = torch.randint(0, 2, (3000,), generator=g), torch.tensor([0, 1, 0, 0, 1, 1])
+    _compare(scores, ql, gl, ("map_all_voc", "map_all", "map@3_voc", "p@2_minr"))

@@ -195,27 +195,88 @@ def parse_metric(name: str) -> MetricSpec:
     return MetricSpec(name, kind, k, var)
 
 
+#: sort backend for the composite keys: "auto" (NumPy's SIMD sort on CPU, torch elsewhere), "torch",
+#: or "reference" (plain stable torch.sort on the scores; slow, used by the tests as a cross-check)
+SORT_BACKEND = "auto"
+_MAX_COMPOSITE_G = 1 << 30
+
+
+def _composite_key(s: torch.Tensor, rel0: torch.Tensor, largest: bool, ties: str) -> torch.Tensor | None:
+    """Unique int64 sort keys [q, G]: (score rank bits, tie bit, gallery index, relevance bit).
+
+    Ascending key order == ranking order: best score first, then the tie rule (irrelevant first
+    for "pessimistic", relevant first for "optimistic"), then gallery index; bit 0 carries the
+    relevance so no gather is needed after sorting. None if the dtype/size does not fit 32+32 bits.
+    """
+    g_n = s.shape[1]
+    if g_n >= _MAX_COMPOSITE_G:
+        return None
+    if s.dtype == torch.float32:
+        i = (s + 0.0).view(torch.int32)  # + 0.0 maps -0.0 to +0.0 (equal floats -> equal keys)
+        m = torch.where(i < 0, i ^ 0x7FFFFFFF, i)  # int32 ordered like the floats
+    elif s.dtype in (torch.int32, torch.int16, torch.int8, torch.uint8):
+        m = s.to(torch.int32)
+    else:
+        return None
+    hi = torch.bitwise_not(m) if largest else m  # ascending hi == best first
+    key = hi.to(torch.int64) * (1 << 32)  # (q, G)
+    key += (torch.arange(g_n, device=s.device, dtype=torch.int64) * 2)[None, :]
+    key += rel0
+    if ties == "pessimistic":
+        key += rel0.to(torch.int64) * (1 << 31)
+    elif ties == "optimistic":
+        key += (~rel0).to(torch.int64) * (1 << 31)
+    return key
+
+
+def _sort_rows_inplace(key: torch.Tensor) -> torch.Tensor:
+    """Sort each row of an int64 [q, G] tensor ascending (keys are unique, stability irrelevant)."""
+    if key.device.type != "cpu" or SORT_BACKEND == "torch":
+        return torch.sort(key, dim=1).values
+    arr = key.numpy()  # shares memory; NumPy's sort is SIMD-accelerated and releases the GIL
+    n_thr = max(1, min(torch.get_num_threads(), arr.shape[0]))
+    if n_thr == 1:
+        arr.sort(axis=1)
+        return key
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
+    with ThreadPoolExecutor(n_thr) as ex:
+        list(ex.map(lambda ab: arr[ab[0]:ab[1]].sort(axis=1), zip(bounds[:-1], bounds[1:])))
+    return key
+
+
 def _sort_relevance(s: torch.Tensor, ql: torch.Tensor, gl: torch.Tensor, largest: bool,
                     ties: str) -> torch.Tensor:
     """Relevance (bool [q, G]) of the gallery in ranked order, ties broken by the documented rule."""
     s = _sort_dtype(s)
     _check_finite(s)
+    rel0 = gl[None, :] == ql[:, None]  # (q, G) in gallery order
+    key = None if SORT_BACKEND == "reference" else _composite_key(s, rel0, largest, ties)
+    if key is not None:
+        return (_sort_rows_inplace(key) & 1).bool()
+    # generic path (float64 / int64 scores, huge galleries): stable sorts on the scores themselves
     if ties == "stable":
         order = torch.sort(s, dim=1, descending=largest, stable=True).indices  # (q, G)
-        return gl[order] == ql[:, None]
-    rel0 = gl[None, :] == ql[:, None]  # (q, G) in gallery order
+        return rel0.gather(1, order)
     pre = torch.sort(rel0.to(torch.uint8), dim=1, descending=(ties == "optimistic"), stable=True).indices
     order = torch.sort(s.gather(1, pre), dim=1, descending=largest, stable=True).indices
     return rel0.gather(1, pre.gather(1, order))
 
 
-def _segment_rev_cummax(v: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-    """For a flat float64 array grouped by ``row`` (ascending, values in [0, 1]): running max from the
-    right inside each row. Rows are kept apart by subtracting 2*row before a global cummax."""
+def _segment_rev_cummax(v: torch.Tensor, row: torch.Tensor, pos: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Running max from the right inside each row of a ragged array (exact).
+
+    ``v`` [nnz] values >= 0 grouped by ``row``, ``pos`` [nnz] their 0-based position in the row.
+    Scattered into a zero-padded [n_rows, max_len] matrix (zeros never win a max of values >= 0).
+    """
     if v.numel() == 0:
         return v
-    w = (v - 2.0 * row.to(torch.float64)).flip(0)
-    return (torch.cummax(w, 0).values.flip(0) + 2.0 * row.to(torch.float64))
+    width = int(pos.max()) + 1
+    dense = torch.zeros(n_rows, width, dtype=v.dtype, device=v.device)  # (q, R_max)
+    dense[row, pos] = v
+    dense = dense.flip(1).cummax(1).values.flip(1)
+    return dense[row, pos]
 
 
 class CategoryAccumulator:
@@ -249,57 +310,58 @@ class CategoryAccumulator:
         if g_n != gl.numel():
             raise ValueError(f"scores have {g_n} gallery columns but gallery_labels has {gl.numel()}")
         rel = _sort_relevance(scores, ql, gl, self.largest, self.ties)  # (q, G) bool, ranked
-        q_n = rel.shape[0]
-        big_r = rel.sum(1)  # (q,) int64: relevant items per query
+        q_n, dev = rel.shape[0], rel.device
+        # sparse view: one entry per relevant hit, grouped by query, in rank order
+        row, col = rel.nonzero(as_tuple=True)  # (nnz,), (nnz,) 0-based rank of each hit
+        del rel
+        big_r = torch.bincount(row, minlength=q_n)  # (q,) relevant items per query
         valid = big_r > 0
         r64 = big_r.to(torch.float64)
-        nan = torch.full((q_n,), float("nan"), dtype=torch.float64, device=rel.device)
-        need_all = any(s.kind.startswith("map_all") for s in self.specs) or self.recall_levels is not None
-        if need_all:
-            # sparse view: one entry per relevant hit, grouped by query, in rank order
-            row, col = rel.nonzero(as_tuple=True)  # (nnz,), (nnz,)
-            starts = torch.cumsum(big_r, 0) - big_r  # (q,) offset of each query's first hit
-            hit_no = torch.arange(1, row.numel() + 1, device=rel.device) - starts[row]  # 1..R
-            prec = hit_no.to(torch.float64) / (col + 1).to(torch.float64)  # precision at each hit
-            iprec = _segment_rev_cummax(prec, row)  # VOC-interpolated precision at each hit
+        starts = torch.cumsum(big_r, 0) - big_r  # (q,) offset of each query's first hit
+        hit_no = torch.arange(1, row.numel() + 1, device=dev) - starts[row]  # 1..R
+        prec = hit_no.to(torch.float64) / (col + 1).to(torch.float64)  # precision at each hit
+        nan = torch.full((q_n,), float("nan"), dtype=torch.float64, device=dev)
+        iprec = None
+        if any(sp.kind == "map_all_voc" for sp in self.specs) or self.recall_levels is not None:
+            iprec = _segment_rev_cummax(prec, row, hit_no - 1, q_n)  # VOC-interpolated precision at each hit
+
+        def per_row_sum(v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(q_n, dtype=torch.float64, device=dev).index_add_(0, rows, v)
+
         for spec in self.specs:
             if spec.kind == "map_all":
-                val = torch.zeros(q_n, dtype=torch.float64, device=rel.device).index_add_(0, row, prec) / r64
+                val = per_row_sum(prec, row) / r64
             elif spec.kind == "map_all_voc":
-                val = torch.zeros(q_n, dtype=torch.float64, device=rel.device).index_add_(0, row, iprec) / r64
+                val = per_row_sum(iprec, row) / r64
             else:
-                val = self._topk_metric(spec, rel, big_r, g_n)
+                kc = min(spec.k, g_n)  # L = min(K, G)
+                minr = torch.clamp(big_r, max=spec.k)  # min(K, R) <= G
+                if spec.kind == "p" and spec.variant == "minr":
+                    m = minr.clamp(min=1)
+                    val = per_row_sum((col < m[row]).to(torch.float64), row) / m.to(torch.float64)
+                else:
+                    ink = col < kc  # hits inside the top L
+                    found = per_row_sum(ink.to(torch.float64), row)
+                    if spec.kind == "p":
+                        val = found / kc
+                    else:
+                        pk = prec[ink]
+                        if spec.variant == "voc":  # interpolate inside the truncated list only
+                            pk = _segment_rev_cummax(pk, row[ink], hit_no[ink] - 1, q_n)
+                        hit_sum = per_row_sum(pk, row[ink])
+                        if spec.variant == "lenient":
+                            val = torch.where(found > 0, hit_sum / found.clamp(min=1), 0.0)
+                        else:  # strict / voc: divide by min(K, R)
+                            val = hit_sum / minr.to(torch.float64)
             self._parts[spec.name].append(torch.where(valid, val, nan).cpu())
         if self.recall_levels is not None:
-            lv = self.recall_levels.to(device=rel.device, dtype=torch.float64)
+            lv = self.recall_levels.to(device=dev, dtype=torch.float64)
             # j-th hit reaches recall j/R >= level (tolerance guards 0.1*30 = 3.0000000000000004)
             j = torch.clamp(torch.ceil(lv[None, :] * r64[:, None] - 1e-9), min=1).to(torch.int64)  # (q, n_lv)
             idx = (starts[:, None] + j - 1).clamp(0, max(row.numel() - 1, 0))
             pr = iprec[idx] if row.numel() else torch.zeros_like(idx, dtype=torch.float64)
             self._pr.append(torch.where(valid[:, None], pr, torch.nan).cpu())
         self._valid.append(valid.cpu())
-
-    @staticmethod
-    def _topk_metric(spec: MetricSpec, rel: torch.Tensor, big_r: torch.Tensor, g_n: int) -> torch.Tensor:
-        k = spec.k
-        kc = min(k, g_n)
-        top = rel[:, :kc]  # (q, L)
-        tp = top.cumsum(1, dtype=torch.int32)  # (q, L) hits so far
-        found = tp[:, -1].to(torch.float64)
-        minr = torch.clamp(big_r, max=k)  # min(K, R) <= G
-        if spec.kind == "p":
-            if spec.variant is None:
-                return found / kc
-            m = minr.clamp(min=1)
-            return tp.gather(1, (m - 1)[:, None])[:, 0].to(torch.float64) / m.to(torch.float64)
-        ranks = torch.arange(1, kc + 1, device=rel.device, dtype=torch.float64)
-        prec = tp.to(torch.float64) / ranks  # (q, L)
-        if spec.variant == "voc":
-            prec = prec.flip(1).cummax(1).values.flip(1)
-        hit_sum = torch.where(top, prec, 0.0).sum(1)
-        if spec.variant in ("strict", "voc"):
-            return hit_sum / minr.to(torch.float64)
-        return torch.where(found > 0, hit_sum / found.clamp(min=1), 0.0)  # lenient
 
     def per_query(self) -> dict[str, torch.Tensor]:
         """float64 [Q] per metric, NaN for queries without any relevant gallery item."""
