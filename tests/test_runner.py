@@ -194,3 +194,15 @@ def test_reproduce_only_00_writes_manifest_and_results(tmp_path: Path, repo: Pat
     assert "| 00_data_tour | synthetic.photos |" in (run / "results.md").read_text()
     assert any((tmp_path / "figures").glob("00_*.png"))
     assert "00_data_tour.ipynb" in proc.stdout and "total" in proc.stdout
+
+
+def test_cli_list_and_bad_selection(nbdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from xmodal_lib.cli import main
+
+    assert main(["list", "--notebooks-dir", str(nbdir)]) == 0
+    out = capsys.readouterr().out
+    assert "00_first.ipynb" in out and "EPOCHS = 1  -> 2 (smoke)" in out and "notes.ipynb" not in out
+    assert main(["reproduce", "--notebooks-dir", str(nbdir), "--only", "09"]) == 2
+    assert "no notebook matches" in capsys.readouterr().err
+    assert main(["reproduce", "--notebooks-dir", str(nbdir), "-p", "EPOCHS=x"]) == 2
+    assert "expects int" in capsys.readouterr().err

@@ -67,6 +67,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .runner import NotebookFailed, reproduce
 
+    try:
+        import papermill  # noqa: F401
+    except ImportError:
+        print('error: xmodal reproduce needs papermill: pip install -e ".[notebooks]"', file=sys.stderr)
+        return 2
+
     only = args.only.split(",") if args.only else None
     try:
         reproduce(
