@@ -71,15 +71,24 @@ def _positions(n: int, grid: int, kept: Sequence[int] | torch.Tensor | None, nam
 
 
 # --------------------------------------------------------------------------- attention
-def attention_to_heatmap(attn: torch.Tensor | np.ndarray, grid: int, image_size: int | tuple[int, int],
+def attention_to_heatmap(attn: torch.Tensor | np.ndarray, grid: int | tuple[int, int],
+                         image_size: int | tuple[int, int],
                          kept_indices: Sequence[int] | None = None, reduce: str = "mean",
                          normalize: bool = True, mode: str = "bilinear") -> np.ndarray:
     """One attention row over patches -> a ``(H, W)`` heatmap at image resolution.
 
     ``attn`` is ``(N,)`` or ``(heads, N)`` (heads are reduced by ``reduce`` = mean | max).
     N may be ``grid**2`` (patches), ``grid**2 + 1`` (a [CLS] row including the [CLS] column,
-    which is dropped) or ``len(kept_indices)``; pruned positions get 0.
+    which is dropped) or ``len(kept_indices)``; pruned positions get 0. ``grid`` may be
+    ``(rows, cols)`` for non-square maps (CNN features); kept indices then need a square grid.
     """
+    if isinstance(grid, (tuple, list)):
+        gh, gw = (_check_grid(g) for g in grid)
+        if gh != gw:
+            if kept_indices is not None:
+                raise ValueError("kept_indices: only supported on a square grid")
+            return _heatmap_rect(attn, gh, gw, image_size, reduce, normalize, mode)
+        grid = gh
     grid = _check_grid(grid)
     a = torch.as_tensor(np.asarray(attn) if not isinstance(attn, torch.Tensor) else attn).detach().float().cpu()
     if a.ndim == 2:
@@ -95,6 +104,20 @@ def attention_to_heatmap(attn: torch.Tensor | np.ndarray, grid: int, image_size:
     full[torch.as_tensor(pos)] = a
     hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
     m = full.view(1, 1, grid, grid)  # (1, 1, g, g)
+    up = F.interpolate(m, size=hw, mode=mode, align_corners=False) if mode != "nearest" \
+        else F.interpolate(m, size=hw, mode="nearest")
+    h = up[0, 0].numpy()
+    if normalize:
+        lo, hi = float(h.min()), float(h.max())
+        h = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+    return h.astype(np.float32)
+
+
+def _heatmap_rect(attn, gh: int, gw: int, image_size, reduce: str, normalize: bool, mode: str) -> np.ndarray:
+    a = torch.as_tensor(np.asarray(attn) if not isinstance(attn, torch.Tensor) else attn).detach().float().cpu()
+    a = a.reshape(-1, gh * gw).mean(0) if reduce == "mean" else a.reshape(-1, gh * gw).amax(0)
+    hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
+    m = a.view(1, 1, gh, gw)  # (1, 1, gh, gw)
     up = F.interpolate(m, size=hw, mode=mode, align_corners=False) if mode != "nearest" \
         else F.interpolate(m, size=hw, mode="nearest")
     h = up[0, 0].numpy()

@@ -16,7 +16,7 @@ from .. import reported as rep
 from ..retrieval import metrics as M
 from .explain import to_display_image
 
-CORRECT, WRONG = "#1a9850", "#d73027"
+CORRECT, WRONG, UNKNOWN = "#1a9850", "#d73027", "#999999"
 
 
 # --------------------------------------------------------------------------- numbers
@@ -90,11 +90,11 @@ def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str =
 
 @dataclass
 class StripRow:
-    """One query and its ranked results; ``correct[i]`` marks result i (label match by default)."""
+    """One query and its ranked results; ``correct[i]`` marks result i (True / False / None = unknown)."""
 
     query: torch.Tensor | np.ndarray
     results: Sequence[torch.Tensor | np.ndarray]
-    correct: Sequence[bool]
+    correct: Sequence[bool | None]
     query_label: str = ""
     result_labels: Sequence[str] | None = None
     scores: Sequence[float] | None = None
@@ -103,11 +103,12 @@ class StripRow:
 
 def strip_row(query, query_label: str, gallery_images: torch.Tensor, gallery_labels: Sequence[str],
               indices: Sequence[int], scores: Sequence[float] | None = None, title: str = "",
-              correct: Sequence[bool] | None = None) -> StripRow:
+              correct: Sequence[bool | None] | None = None) -> StripRow:
     """Build a :class:`StripRow` from gallery indices; correct = same label unless ``correct`` is given."""
     idx = [int(i) for i in indices]
     labels = [str(gallery_labels[i]) for i in idx]
-    ok = [lab == str(query_label) for lab in labels] if correct is None else [bool(c) for c in correct]
+    ok = [lab == str(query_label) for lab in labels] if correct is None else \
+        [None if c is None else bool(c) for c in correct]
     return StripRow(query, [gallery_images[i] for i in idx], ok, str(query_label), labels,
                     None if scores is None else [float(s) for s in scores], title)
 
@@ -120,7 +121,7 @@ def _frame(ax, colour: str, width: float = 4.0) -> None:
 
 
 def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float = 1.15):
-    """Each row: the query sketch, then its top-k photos framed green (correct) or red (wrong)."""
+    """Each row: the query sketch, then its top-k photos framed green (correct), red (wrong) or grey."""
     import matplotlib.pyplot as plt
 
     if not rows:
@@ -140,7 +141,7 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
                 ax.axis("off")
                 continue
             ax.imshow(to_display_image(row.results[c]))
-            _frame(ax, CORRECT if row.correct[c] else WRONG)
+            _frame(ax, UNKNOWN if row.correct[c] is None else (CORRECT if row.correct[c] else WRONG))
             txt = f"{c + 1}"
             if row.result_labels is not None:
                 txt += f" {row.result_labels[c]}"

@@ -1,0 +1,520 @@
+"""Interactive sketch-and-search explorer: model-aware explanations, search, drawing canvas.
+
+Everything a widget does is a plain function or an :class:`ExplorerCallbacks` method that
+returns a matplotlib figure, so it is testable without a browser; :func:`build_explorer` and
+:func:`drawing_canvas` only wire ipywidgets / ipycanvas to them. Pixels drawn on the canvas go
+through the SAME preprocessing as sketch files (:func:`strokes_to_tensor`).
+
+Per method, :func:`explain_pair` draws
+
+* ``zse``: [Ret] attention (last layer, head mean) on sketch and photo, the strongest token
+  correspondences of the post-CA patch tokens, and sketch-to-photo patch replacement;
+* ``xmodalvit``: per XMA layer, where the sketch [CLS] looks in the photo and the photo [CLS]
+  in the sketch (needs the fusion *teacher*; students have no cross-modal attention);
+* ``crossatnet``: the sketch-guided attention over the photo and the photo's own attention.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import explain as ex
+from .retrieval_plots import plot_retrieval_strips, strip_row
+
+METHODS = ("zse", "xmodalvit", "crossatnet")
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _batch(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    x = torch.as_tensor(x).float()
+    return (x[None] if x.ndim == 3 else x).to(_device(model))  # (1, 3, H, W)
+
+
+# --------------------------------------------------------------------------- model-aware parts
+@dataclass
+class ZSEExplanation:
+    """Everything the ZSE-SBIR figures need for one (sketch, photo) pair (batch dim removed)."""
+
+    grid: int
+    sketch_attn: list[torch.Tensor]       # per layer (heads, N_l) [Ret]->patch attention
+    sketch_attn_pos: list[torch.Tensor]   # per layer (N_l,) grid positions
+    photo_attn: list[torch.Tensor]
+    photo_attn_pos: list[torch.Tensor]
+    sketch_tokens: torch.Tensor           # (Ns, D) post-CA patch tokens
+    photo_tokens: torch.Tensor            # (Np, D)
+    sketch_kept: torch.Tensor             # (Ns,) grid positions
+    photo_kept: torch.Tensor              # (Np,)
+    ret_cosine: float                     # cosine of the pre-CA [Ret] tokens ("Ours-Ret")
+    rn_score: float                       # relation score of the pair ("Ours-RN")
+
+    def correspondences(self, top_n: int = 12, sketch_mask: np.ndarray | None = None) -> list[ex.Match]:
+        return ex.token_correspondences(self.sketch_tokens, self.photo_tokens, top_n,
+                                        self.sketch_kept.tolist(), self.photo_kept.tolist(), sketch_mask)
+
+    def kept(self) -> tuple[list[int], list[int]]:
+        return self.sketch_kept.tolist(), self.photo_kept.tolist()
+
+
+@torch.no_grad()
+def zse_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> ZSEExplanation:
+    """Run ZSE-SBIR SA (with attention), CA and RN on one pair; eval mode, no gradients."""
+    was = model.training
+    model.eval()
+    try:
+        s = model.sa_features(_batch(sketch, model), "sketch", return_attention=True)
+        p = model.sa_features(_batch(photo, model), "photo", return_attention=True)
+        cs, cp = model.ca(s.tokens, p.tokens)  # (1, 1+N, D) each
+        rn = model.rn(cs[:, 1:], s.kept, cp[:, 1:], p.kept)
+        cos = torch.nn.functional.cosine_similarity(s.tokens[:, 0], p.tokens[:, 0]).item()
+    finally:
+        model.train(was)
+    cpu = lambda xs: [x[0].cpu() for x in xs]  # noqa: E731
+    return ZSEExplanation(int(model.sa.grid), cpu(s.ret_attn), cpu(s.ret_attn_pos), cpu(p.ret_attn),
+                          cpu(p.ret_attn_pos), cs[0, 1:].cpu(), cp[0, 1:].cpu(), s.kept[0].cpu(),
+                          p.kept[0].cpu(), float(cos), float(rn.reshape(-1)[0]))
+
+
+def zse_attention_figure(image: torch.Tensor, attn: Sequence[torch.Tensor], attn_pos: Sequence[torch.Tensor],
+                         grid: int, title: str = "", heads: Sequence[int] | None = None):
+    """[Ret] attention per layer (rows) and head (columns) of one image."""
+    return ex.attention_grid_figure(image, list(attn), grid, heads=heads,
+                                    kept_indices=[p.tolist() for p in attn_pos], title=title)
+
+
+def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: ZSEExplanation, top_n: int = 12,
+                    ink_threshold: float = 0.01, title: str = ""):
+    """Sketch/photo [Ret] attention (last layer), token correspondences and patch replacement."""
+    import matplotlib.pyplot as plt
+
+    g = e.grid
+    fig, axes = plt.subplot_mosaic("ABCCD", figsize=(11, 2.6))
+    hs = ex.attention_to_heatmap(e.sketch_attn[-1], g, ex.to_display_image(sketch).shape[:2],
+                                 kept_indices=e.sketch_attn_pos[-1].tolist())
+    hp = ex.attention_to_heatmap(e.photo_attn[-1], g, ex.to_display_image(photo).shape[:2],
+                                 kept_indices=e.photo_attn_pos[-1].tolist())
+    axes["A"].imshow(ex.overlay_heatmap(sketch, hs))
+    axes["A"].set_title("sketch [Ret] attention", fontsize=8)
+    axes["B"].imshow(ex.overlay_heatmap(photo, hp))
+    axes["B"].set_title("photo [Ret] attention", fontsize=8)
+    mask = ex.ink_mask(sketch, g, ink_threshold)
+    ex.draw_correspondences(axes["C"], sketch, photo, e.correspondences(top_n, mask), g)
+    axes["C"].set_title(f"top-{top_n} token matches (ink patches)", fontsize=8)
+    syn = ex.patch_replacement(sketch, photo, e.sketch_tokens, e.photo_tokens, g, ink_threshold, e.kept())
+    axes["D"].imshow(syn)
+    axes["D"].set_title("patch replacement", fontsize=8)
+    for ax in axes.values():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"ZSE-SBIR: Ret cosine {e.ret_cosine:.3f}, RN score {e.rn_score:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def xmodal_explain(teacher, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, Any]:
+    """XMA attention of the fusion teacher for one pair.
+
+    Returns ``grid`` and per layer ``sketch_to_photo`` (heads, Np) (sketch [CLS] over photo
+    patches), ``photo_to_sketch`` (heads, Ns) (photo [CLS] over sketch patches) and
+    ``photo_to_sketch_cls`` (heads,) (weight on the fresh sketch [CLS]).
+    """
+    was = teacher.training
+    teacher.eval()
+    try:
+        z_p, z_s, maps = teacher(_batch(photo, teacher), _batch(sketch, teacher), return_attention=True)
+    finally:
+        teacher.train(was)
+    return {
+        "grid": tuple(int(v) for v in teacher.grid),
+        "sketch_to_photo": [m["sketch_to_photo"][0, :, 1:].cpu() for m in maps],   # drop q_s itself
+        "photo_to_sketch": [m["photo_to_sketch"][0, :, 2:].cpu() for m in maps],   # drop q_p, c_s
+        "photo_to_sketch_cls": [m["photo_to_sketch"][0, :, 1].cpu() for m in maps],
+        "cosine": float(torch.nn.functional.cosine_similarity(z_p, z_s).item()),
+    }
+
+
+def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = ""):
+    """Rows = XMA layers; where the fused sketch [CLS] looks in the photo and vice versa."""
+    import matplotlib.pyplot as plt
+
+    n = len(e["sketch_to_photo"])
+    fig, axes = plt.subplots(n, 2, figsize=(4.6, 2.2 * n), squeeze=False)
+    for l in range(n):
+        hp = ex.attention_to_heatmap(e["sketch_to_photo"][l], e["grid"], ex.to_display_image(photo).shape[:2])
+        hs = ex.attention_to_heatmap(e["photo_to_sketch"][l], e["grid"], ex.to_display_image(sketch).shape[:2])
+        axes[l, 0].imshow(ex.overlay_heatmap(photo, hp))
+        axes[l, 1].imshow(ex.overlay_heatmap(sketch, hs))
+        cls_w = float(e["photo_to_sketch_cls"][l].mean())
+        axes[l, 0].set_ylabel(f"XMA layer {l + 1}", fontsize=8)
+        axes[l, 0].set_title("sketch [CLS] -> photo patches", fontsize=7)
+        axes[l, 1].set_title(f"photo [CLS] -> sketch (on s-[CLS] {cls_w:.2f})", fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"XModalViT teacher, fused cosine {e['cosine']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def crossatnet_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, Any]:
+    """CrossATNet attention maps (h, w) of one pair: ``guided`` (by this sketch) and ``own``."""
+    was = model.training
+    model.eval()
+    try:
+        x_p, x_s = _batch(photo, model), _batch(sketch, model)
+        z_p, own = model.encode_photo(x_p, return_attention=True)
+        out = {"own": own[0].cpu(), "cosine": float((model.encode_sketch(x_s) * z_p).sum())}
+        if model.cfg.cross_attention:
+            _, guided = model.encode_photo_guided(x_p, x_s, return_attention=True)
+            out["guided"] = guided[0].cpu()
+    finally:
+        model.train(was)
+    return out
+
+
+def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = ""):
+    """Sketch | photo with sketch-guided attention | photo with its own attention."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
+    size = ex.to_display_image(photo).shape[:2]
+    axes[0].imshow(ex.to_display_image(sketch))
+    axes[0].set_title("sketch", fontsize=8)
+    for ax, key, name in ((axes[1], "guided", "sketch-guided attention"), (axes[2], "own", "photo's own attention")):
+        if key in e:
+            att = e[key]
+            ax.imshow(ex.overlay_heatmap(photo, ex.attention_to_heatmap(att.reshape(-1), tuple(att.shape), size)))
+        else:
+            ax.imshow(ex.to_display_image(photo))
+            name += " (off)"
+        ax.set_title(name, fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"CrossATNet, cosine {e['cosine']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def explain_pair(method: str, model, sketch: torch.Tensor, photo: torch.Tensor, **kw):
+    """The explanation figure of one (sketch, photo) pair for ``method`` in :data:`METHODS`."""
+    if method == "zse":
+        return zse_pair_figure(sketch, photo, zse_explain(model, sketch, photo), **kw)
+    if method == "xmodalvit":
+        if not hasattr(model, "layers"):
+            raise ValueError("explain_pair('xmodalvit', ...): pass the fusion teacher (XModalTeacher); "
+                             "the students have no cross-modal attention")
+        return xmodal_pair_figure(sketch, photo, xmodal_explain(model, sketch, photo), **kw)
+    if method == "crossatnet":
+        return crossatnet_pair_figure(sketch, photo, crossatnet_explain(model, sketch, photo), **kw)
+    raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+# --------------------------------------------------------------------------- search
+@dataclass
+class ExplorerGallery:
+    """A method's searchable photo gallery: images, labels and embeddings from ``model``.
+
+    ``model`` embeds (``encode_sketch``/``encode_photo``); ``explain_model`` draws the pair
+    figures (the XModalViT teacher; defaults to ``model``). ``metric`` as in
+    :func:`xmodal_lib.retrieval.search.similarity`.
+    """
+
+    method: str
+    model: Any
+    images: torch.Tensor                  # (G, 3, H, W)
+    labels: list[str]
+    embeddings: torch.Tensor | None = None  # (G, D); computed on first use
+    explain_model: Any = None
+    metric: str = "cosine"
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"ExplorerGallery.method: expected one of {METHODS}, got {self.method!r}")
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"ExplorerGallery: {len(self.labels)} labels for {len(self.images)} images")
+
+    @torch.no_grad()
+    def ensure_embeddings(self) -> torch.Tensor:
+        if self.embeddings is None:
+            self.model.eval()
+            chunks = [self.model.encode_photo(self.images[a:a + self.batch_size].to(_device(self.model))).cpu()
+                      for a in range(0, len(self.images), self.batch_size)]
+            self.embeddings = torch.cat(chunks)  # (G, D)
+        return self.embeddings
+
+    @torch.no_grad()
+    def search(self, sketch: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` (scores, gallery indices) for one preprocessed sketch ``(3, H, W)``."""
+        from ..retrieval.search import topk
+
+        self.model.eval()
+        q = self.model.encode_sketch(_batch(sketch, self.model)).cpu()  # (1, D)
+        k = max(1, min(int(k), len(self.images)))
+        return topk(q[0], self.ensure_embeddings(), k, metric=self.metric)
+
+
+def search_and_show(query_sketch: torch.Tensor, gallery: ExplorerGallery, k: int = 10,
+                    query_label: str | None = None, title: str = ""):
+    """Rank the gallery for one sketch and draw the strip (green = same class, red = other)."""
+    scores, idx = gallery.search(query_sketch, k)
+    if query_label is None:  # a drawing: its class is unknown, so nothing is marked right or wrong
+        row = strip_row(query_sketch, "?", gallery.images, gallery.labels, idx.tolist(), scores.tolist(),
+                        title or "drawn query", correct=[None] * len(idx))
+        return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)} (drawing: class unknown)")
+    row = strip_row(query_sketch, query_label, gallery.images, gallery.labels, idx.tolist(), scores.tolist(), title)
+    return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)}")
+
+
+# --------------------------------------------------------------------------- drawn sketches
+Stroke = Sequence[tuple[float, float]]
+
+
+def strokes_to_array(strokes: Sequence[Stroke]) -> np.ndarray:
+    """Polylines ``[[(x, y), ...], ...]`` -> stroke array ``(n, 3)`` (x, y, pen-end) of :mod:`data.strokes`."""
+    from ..data.index import DataError
+
+    rows = []
+    for s in strokes:
+        pts = np.asarray(s, dtype=np.float64).reshape(-1, 2)
+        if len(pts) == 0:
+            continue
+        end = np.zeros((len(pts), 1))
+        end[-1] = 1.0
+        rows.append(np.hstack([pts, end]))
+    if not rows or sum(len(r) for r in rows) < 2:
+        raise DataError("drawing: blank canvas (draw at least one stroke)")
+    return np.vstack(rows)
+
+
+def strokes_to_image(strokes: Sequence[Stroke], size: int = 256, canvas_size: float = 256.0,
+                     width: float = 3.0):
+    """Rasterise canvas strokes (pixels of a ``canvas_size`` square) into an ``L`` PIL image,
+    using the project's stroke renderer (:func:`xmodal_lib.data.strokes.render_strokes`)."""
+    from ..data.strokes import render_strokes
+
+    return render_strokes(strokes_to_array(strokes), size=size, frame=canvas_size, width=width,
+                          source="<drawing>")
+
+
+def sketch_image_to_tensor(image, loader) -> torch.Tensor:
+    """A sketch PIL image through exactly the file-sketch path of ``loader`` (an ``ImageLoader``).
+
+    The image is written losslessly to a temporary PNG and loaded as a sketch record, so a drawn
+    sketch gets the same crop / resize / normalisation as a sketch file.
+    """
+    from ..data.index import Record
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "drawing.png"
+        image.save(path)
+        return loader.load(Record(path, "sketch", "", "", "test"))
+
+
+def strokes_to_tensor(strokes: Sequence[Stroke], loader, canvas_size: float = 256.0, width: float = 3.0,
+                      render_size: int = 256) -> torch.Tensor:
+    """Canvas strokes -> preprocessed sketch tensor ``(3, size, size)`` (same as a sketch file)."""
+    return sketch_image_to_tensor(strokes_to_image(strokes, render_size, canvas_size, width), loader)
+
+
+# --------------------------------------------------------------------------- callbacks
+@dataclass
+class ExplorerCallbacks:
+    """State and callbacks of the explorer; every method returns matplotlib figure(s).
+
+    ``galleries`` maps method name -> :class:`ExplorerGallery`; ``queries`` are preprocessed
+    query sketches ``(Q, 3, H, W)`` with ``query_labels``; ``loader`` preprocesses drawings.
+    """
+
+    galleries: dict[str, ExplorerGallery]
+    queries: torch.Tensor
+    query_labels: list[str]
+    loader: Any = None
+    k: int = 10
+    method: str = ""
+    query_index: int = 0
+    rank: int = 0
+    drawn: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.galleries:
+            raise ValueError("ExplorerCallbacks: no gallery given")
+        self.method = self.method or next(iter(self.galleries))
+
+    @property
+    def gallery(self) -> ExplorerGallery:
+        return self.galleries[self.method]
+
+    def _query(self) -> tuple[torch.Tensor, str | None]:
+        if self.drawn is not None:
+            return self.drawn, None
+        return self.queries[self.query_index], self.query_labels[self.query_index]
+
+    def search_figure(self):
+        q, lab = self._query()
+        return search_and_show(q, self.gallery, self.k, lab)
+
+    def explain_figure(self):
+        """Explanation of the query and its result at ``rank`` (0 = top-1)."""
+        q, lab = self._query()
+        scores, idx = self.gallery.search(q, max(self.k, self.rank + 1))
+        j = int(idx[min(self.rank, len(idx) - 1)])
+        g = self.gallery
+        verdict = "" if lab is None else ("correct" if g.labels[j] == lab else "wrong")
+        fig = explain_pair(g.method, g.explain_model or g.model, q, g.images[j])
+        fig.text(0.01, 0.01, f"rank {self.rank + 1}: {g.labels[j]} {verdict}", fontsize=8)
+        return fig
+
+    def update(self):
+        """(search figure, explanation figure) for the current state."""
+        return self.search_figure(), self.explain_figure()
+
+    def select_query(self, index: int):
+        if not 0 <= int(index) < len(self.queries):
+            raise ValueError(f"query index {index} out of range 0..{len(self.queries) - 1}")
+        self.query_index, self.drawn = int(index), None
+        return self.update()
+
+    def select_method(self, method: str):
+        if method not in self.galleries:
+            raise ValueError(f"method: expected one of {list(self.galleries)}, got {method!r}")
+        self.method = method
+        return self.update()
+
+    def set_k(self, k: int):
+        if int(k) < 1:
+            raise ValueError(f"k: expected >= 1, got {k}")
+        self.k = int(k)
+        self.rank = min(self.rank, self.k - 1)
+        return self.update()
+
+    def select_rank(self, rank: int):
+        self.rank = max(0, min(int(rank), self.k - 1))
+        return self.explain_figure()
+
+    def search_drawn(self, strokes: Sequence[Stroke], canvas_size: float = 256.0):
+        """Use a drawing as the query (preprocessed like a sketch file) -> (search, explanation)."""
+        if self.loader is None:
+            raise ValueError("ExplorerCallbacks.loader is needed to preprocess drawings")
+        self.drawn = strokes_to_tensor(strokes, self.loader, canvas_size)
+        return self.update()
+
+
+# --------------------------------------------------------------------------- widgets
+def _show(out, figs) -> None:
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out.clear_output(wait=True)
+    with out:
+        for f in (figs if isinstance(figs, (tuple, list)) else (figs,)):
+            display(f)
+            plt.close(f)
+
+
+def drawing_canvas(on_search: Callable[[list[list[tuple[float, float]]]], None], size: int = 256,
+                   line_width: float = 4.0):
+    """A mouse drawing canvas (ipycanvas) with Search / Clear buttons; returns the widget box.
+
+    ``on_search(strokes)`` receives the polylines in canvas pixels. Without ipycanvas a text box
+    accepting the strokes as JSON is shown instead.
+    """
+    import ipywidgets as W
+
+    strokes: list[list[tuple[float, float]]] = []
+    search, clear = W.Button(description="Search", button_style="primary"), W.Button(description="Clear")
+    status = W.Label("draw a sketch with the mouse, then Search")
+    try:
+        from ipycanvas import Canvas
+    except ImportError:  # pragma: no cover - ipycanvas is installed in the project venv
+        text = W.Textarea(placeholder="[[[x, y], [x, y], ...], ...]  (strokes, canvas pixels)",
+                          layout=W.Layout(width=f"{size}px", height="120px"))
+
+        def _go(_):
+            import json
+            on_search(json.loads(text.value or "[]"))
+        search.on_click(_go)
+        clear.on_click(lambda _: setattr(text, "value", ""))
+        return W.VBox([W.Label("ipycanvas missing: paste strokes as JSON"), text, W.HBox([search, clear])])
+
+    canvas = Canvas(width=size, height=size, layout=W.Layout(border="1px solid #999"))
+    canvas.fill_style, canvas.stroke_style, canvas.line_width = "white", "black", line_width
+    canvas.fill_rect(0, 0, size, size)
+    drawing = {"on": False}
+
+    def down(x, y):
+        drawing["on"] = True
+        strokes.append([(x, y)])
+
+    def move(x, y):
+        if drawing["on"]:
+            x0, y0 = strokes[-1][-1]
+            canvas.stroke_line(x0, y0, x, y)
+            strokes[-1].append((x, y))
+
+    def up(x, y):
+        drawing["on"] = False
+
+    canvas.on_mouse_down(down)
+    canvas.on_mouse_move(move)
+    canvas.on_mouse_up(up)
+
+    def _clear(_):
+        strokes.clear()
+        canvas.fill_rect(0, 0, size, size)
+
+    def _search(_):
+        try:
+            on_search([list(s) for s in strokes])
+            status.value = f"searched with {len(strokes)} strokes"
+        except ValueError as e:  # DataError is a ValueError (blank drawing)
+            status.value = str(e)
+
+    search.on_click(_search)
+    clear.on_click(_clear)
+    box = W.VBox([canvas, W.HBox([search, clear]), status])
+    box.canvas, box.strokes = canvas, strokes  # for programmatic use and tests
+    return box
+
+
+def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
+    """The explorer: query / method / k / rank controls, result and explanation panes, canvas."""
+    import ipywidgets as W
+
+    q = W.Dropdown(options=[(f"{i}: {lab}", i) for i, lab in enumerate(cb.query_labels)],
+                   value=cb.query_index, description="query")
+    m = W.Dropdown(options=list(cb.galleries), value=cb.method, description="method")
+    k = W.IntSlider(value=cb.k, min=1, max=min(30, min(len(g.images) for g in cb.galleries.values())),
+                    description="k")
+    r = W.IntSlider(value=cb.rank, min=0, max=cb.k - 1, description="explain rank")
+    out_s, out_e = W.Output(), W.Output()
+
+    def refresh(figs):
+        _show(out_s, figs[0])
+        _show(out_e, figs[1])
+
+    q.observe(lambda ch: refresh(cb.select_query(ch["new"])), names="value")
+    m.observe(lambda ch: refresh(cb.select_method(ch["new"])), names="value")
+
+    def on_k(ch):
+        r.max = ch["new"] - 1
+        refresh(cb.set_k(ch["new"]))
+
+    k.observe(on_k, names="value")
+    r.observe(lambda ch: _show(out_e, cb.select_rank(ch["new"])), names="value")
+    canvas = drawing_canvas(lambda strokes: refresh(cb.search_drawn(strokes, canvas_size)), canvas_size) \
+        if cb.loader is not None else W.Label("(no loader: drawing disabled)")
+    refresh(cb.update())
+    controls = W.VBox([q, m, k, r, W.HTML("<b>or draw a query</b>"), canvas])
+    return W.HBox([controls, W.VBox([out_s, out_e])])
