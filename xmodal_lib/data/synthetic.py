@@ -38,7 +38,7 @@ from .synthetic_render import render_photo, render_sketch, sample_pose
 from .synthetic_shapes import SHAPES
 
 #: Bump when the drawing code changes so old caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: All classes (sorted) and the fixed zero-shot split (6 of 24 = 25 % unseen).
 CLASSES: tuple[str, ...] = tuple(sorted(SHAPES))
 UNSEEN: tuple[str, ...] = ("chair", "clock", "kite", "mushroom", "sailboat", "umbrella")
@@ -60,6 +60,8 @@ class SyntheticConfig:
         fg_train, fg_test: photos per fine-grained category and split.
         drop_prob: probability that a non-essential stroke is missing from a sketch.
         jitter, deform: strength of the sketch hand jitter and per-sketch deformation.
+        fg_pose: pose variation of the fine-grained photos relative to the category-level ones
+            (product-photo style: small, so the pose does not give the instance away).
     """
 
     seed: int = 0
@@ -74,6 +76,7 @@ class SyntheticConfig:
     drop_prob: float = 0.15
     jitter: float = 1.0
     deform: float = 1.0
+    fg_pose: float = 0.2
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes) or CLASSES
@@ -126,7 +129,7 @@ def draw_instance(cfg: SyntheticConfig, cls: str, index: int, stream: int = 0) -
     """
     inst = (cfg.seed, _class_code(cls), stream, index)
     parts = SHAPES[cls](_rng(*inst, 0))
-    pose = sample_pose(_rng(*inst, 1))
+    pose = sample_pose(_rng(*inst, 1), 1.0 if stream == 0 else cfg.fg_pose)
     photo = render_photo(parts, pose, cfg.image_size, _rng(*inst, 2))
     sketches = [render_sketch(parts, pose, cfg.image_size, _rng(*inst, 3, k), cfg.drop_prob, cfg.jitter,
                               cfg.deform) for k in range(cfg.sketches_per_photo)]
@@ -199,9 +202,13 @@ def generate(cfg: SyntheticConfig | None = None, root: str | Path | None = None,
     sibling and renames it into place (the ``done.json`` marker is written last).
     """
     cfg = cfg or SyntheticConfig.smoke()
+    owned = root is None  # the cache folder is ours to rewrite; a user folder only if generated
     root = Path(root) if root is not None else default_root(cfg)
     if not force and is_complete(root, cfg):
         return root
+    if not owned and root.is_dir() and any(root.iterdir()) and not (root / "done.json").is_file():
+        raise DataError(f"{root}: folder exists and is not a generated synthetic benchmark "
+                        "(no done.json); refusing to overwrite it")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -235,10 +242,14 @@ def _config_of(root: Path) -> SyntheticConfig | None:
 
 
 def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None = None):
-    """Category-level zero-shot index (generating on demand): unseen classes are split 'test'."""
+    """Category-level zero-shot index: unseen classes are split 'test'.
+
+    With ``cfg`` the benchmark is generated (or reused) at ``root`` (default: the cache); with
+    only ``root`` an existing generated folder is read.
+    """
     from .sake import read_sake
-    if root is None:
-        root = generate(cfg)
+    if root is None or cfg is not None:
+        root = generate(cfg, root)
     root = Path(root)
     if not (root / "done.json").is_file():
         raise DataError(f"{root}: not a generated synthetic benchmark (done.json missing)")
@@ -251,9 +262,9 @@ def open_synthetic_fg(cfg: SyntheticConfig | None = None, root: str | Path | Non
                       category: str | None = None):
     """Instance-level index of one fine-grained category (QMUL-V2 folder layout)."""
     from .qmul import read_qmul_v2
-    if root is None:
+    if root is None or cfg is not None:
         cfg = cfg or SyntheticConfig.smoke()
-        root = generate(cfg)
+        root = generate(cfg, root)
     root = Path(root)
     cfg = cfg or _config_of(root)
     cats = cfg.fg_categories if cfg is not None else tuple(sorted(p.name for p in (root / "fg").iterdir()))

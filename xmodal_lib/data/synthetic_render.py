@@ -9,6 +9,7 @@ non-essential strokes and a per-sketch stroke width, dark ink on white.
 from __future__ import annotations
 
 import colorsys
+import functools
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,12 +19,17 @@ from .synthetic_shapes import Part
 G = np.random.Generator
 
 
-def sample_pose(r: G, rotation: float = 25.0) -> np.ndarray:
-    """Random similarity transform (2 x 3) in unit coordinates: rotation, scale, shift."""
-    a = np.deg2rad(r.uniform(-rotation, rotation))
-    s = r.uniform(0.62, 0.88)
-    tx, ty = r.uniform(-0.12, 0.12, 2)
-    flip = -1.0 if r.random() < 0.5 else 1.0
+def sample_pose(r: G, strength: float = 1.0) -> np.ndarray:
+    """Random similarity transform (2 x 3) in unit coordinates: rotation, scale, shift, flip.
+
+    ``strength`` scales the variation: 1 = category-level photos (±25°, scale 0.62-0.88, shift
+    ±0.12, random mirror); small values give the canonical, centred views of product photos
+    (QMUL-style fine-grained data, where pose must not identify the instance).
+    """
+    a = np.deg2rad(r.uniform(-25, 25) * strength)
+    s = 0.75 + r.uniform(-0.13, 0.13) * strength
+    tx, ty = r.uniform(-0.12, 0.12, 2) * strength
+    flip = -1.0 if (strength >= 0.5 and r.random() < 0.5) else 1.0
     return np.array([[s * np.cos(a) * flip, -s * np.sin(a), tx], [s * np.sin(a) * flip, s * np.cos(a), ty]])
 
 
@@ -48,10 +54,21 @@ def _palette(r: G) -> list[tuple[int, int, int]]:
     return cols
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(side: int) -> tuple[np.ndarray, np.ndarray]:
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32) / max(side - 1, 1)
+    return x - 0.5, y - 0.5
+
+
+def _ramp(side: int, angle: float) -> np.ndarray:
+    """``(H, W)`` float32 ramp in [0, 1] along direction ``angle``."""
+    x, y = _grid(side)
+    return (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y) / np.float32(1.42) + np.float32(0.5)
+
+
 def _gradient(side: int, c0: np.ndarray, c1: np.ndarray, angle: float) -> np.ndarray:
-    y, x = np.mgrid[0:side, 0:side] / max(side - 1, 1)
-    t = (np.cos(angle) * (x - 0.5) + np.sin(angle) * (y - 0.5)) / 1.42 + 0.5  # (H, W) in [0, 1]
-    return c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]  # (H, W, 3)
+    t = _ramp(side, angle)[..., None]  # (H, W, 1)
+    return c0.astype(np.float32) * (1 - t) + c1.astype(np.float32) * t  # (H, W, 3)
 
 
 def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G) -> Image.Image:
@@ -74,15 +91,17 @@ def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G) -> Image.
             draw.line([(x, y), (x + w * r.choice([-1, 1]), y + h)], fill=col, width=int(r.integers(2, 8)))
     pal = _palette(r)
     light = r.uniform(0, 2 * np.pi)
-    shade = _gradient(side, np.full(3, 1.25), np.full(3, 0.65), light)  # (H, W, 3) brightness
+    shade = 1.25 - 0.6 * _ramp(side, light)[..., None]  # (H, W, 1) brightness
+    layers: dict[int, Image.Image] = {}
     for part in parts:
         q = _to_px(apply(pose, part.pts), side)
         col = np.asarray(pal[part.color], float)
         if part.closed and len(q) >= 3:
             mask = Image.new("L", (side, side), 0)
             ImageDraw.Draw(mask).polygon(q, fill=255)
-            layer = Image.fromarray((shade * col[None, None]).clip(0, 255).astype(np.uint8))
-            img.paste(layer, (0, 0), mask)
+            if part.color not in layers:
+                layers[part.color] = Image.fromarray((shade * col.astype(np.float32)).clip(0, 255).astype(np.uint8))
+            img.paste(layers[part.color], (0, 0), mask)
             draw.polygon(q, outline=tuple(int(v * 0.5) for v in col), width=max(1, side // 96))
         else:
             w = max(2, int(part.width * np.linalg.norm(pose[:, 0]) * side / 2))
