@@ -233,12 +233,13 @@ def test_sort_backends_agree(monkeypatch, ties, dtype):
     scores = (scores * 4).to(dtype) if dtype == torch.int32 else scores.to(dtype)
     ql, gl = torch.randint(0, 3, (40,), generator=g), torch.randint(0, 3, (33,), generator=g)
     out = {}
-    for backend in ("auto", "torch", "reference"):
+    for backend in ("auto", "composite", "torch", "reference"):
         monkeypatch.setattr(M, "SORT_BACKEND", backend)
         out[backend] = M.category_metrics_per_query(scores, ql, gl, ALL, largest=True, ties=ties, chunk_size=9)
     for m in ALL:
         np.testing.assert_array_equal(out["auto"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
         np.testing.assert_array_equal(out["torch"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
+        np.testing.assert_array_equal(out["composite"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
     _compare(scores, ql, gl, ties=ties)
 
 
@@ -247,3 +248,24 @@ def test_many_queries_tiny_gallery_default_chunks():
     scores = torch.randn(3000, 6, generator=g)  # default chunk = all 3000 rows at once
     ql, gl = torch.randint(0, 2, (3000,), generator=g), torch.tensor([0, 1, 0, 0, 1, 1])
     _compare(scores, ql, gl, ("map_all_voc", "map_all", "map@3_voc", "p@2_minr"))
+
+
+@pytest.mark.parametrize("ties", ["stable", "pessimistic", "optimistic"])
+@pytest.mark.parametrize("largest", [True, False])
+def test_counting_path_with_a_few_ties(monkeypatch, ties, largest):
+    # continuous scores with a handful of injected exact ties (relevant-irrelevant and relevant-relevant):
+    # the count-based ranking must resolve them itself, without falling back to the full sort
+    g = torch.Generator().manual_seed(13)
+    scores = torch.randn(30, 50, generator=g)
+    ql, gl = torch.randint(0, 3, (30,), generator=g), torch.randint(0, 3, (50,), generator=g)
+    for r in range(0, 30, 3):
+        src = torch.randint(0, 50, (3,), generator=g)
+        dst = torch.randint(0, 50, (3,), generator=g)
+        scores[r, dst] = scores[r, src]
+    scores[1, :4] = 0.5  # a 4-way tie
+
+    def no_sort(*a, **k):
+        raise AssertionError("fell back to the full sort")
+
+    monkeypatch.setattr(M, "_hits_by_sort", no_sort)
+    _compare(scores, ql, gl, largest=largest, ties=ties, chunk_size=8)

@@ -195,8 +195,10 @@ def parse_metric(name: str) -> MetricSpec:
     return MetricSpec(name, kind, k, var)
 
 
-#: sort backend for the composite keys: "auto" (NumPy's SIMD sort on CPU, torch elsewhere), "torch",
-#: or "reference" (plain stable torch.sort on the scores; slow, used by the tests as a cross-check)
+#: how hits are ranked: "auto" (count-based ranks of the relevant items on float32 scores, falling
+#: back to "composite" otherwise), "composite" (full sort of unique int64 keys; NumPy's SIMD sort on
+#: CPU, torch elsewhere), "torch" (composite keys sorted by torch.sort), or "reference" (plain stable
+#: torch.sort of the scores; slow). All give identical results; the tests cross-check them.
 SORT_BACKEND = "auto"
 _MAX_COMPOSITE_G = 1 << 30
 
@@ -246,22 +248,118 @@ def _sort_rows_inplace(key: torch.Tensor) -> torch.Tensor:
     return key
 
 
-def _sort_relevance(s: torch.Tensor, ql: torch.Tensor, gl: torch.Tensor, largest: bool,
-                    ties: str) -> torch.Tensor:
-    """Relevance (bool [q, G]) of the gallery in ranked order, ties broken by the documented rule."""
-    s = _sort_dtype(s)
-    _check_finite(s)
-    rel0 = gl[None, :] == ql[:, None]  # (q, G) in gallery order
+def _hits_by_sort(s: torch.Tensor, rel0: torch.Tensor, largest: bool, ties: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, rank) of every relevant item via a full sort of the chunk, grouped by row, rank ascending."""
     key = None if SORT_BACKEND == "reference" else _composite_key(s, rel0, largest, ties)
     if key is not None:
-        return (_sort_rows_inplace(key) & 1).bool()
-    # generic path (float64 / int64 scores, huge galleries): stable sorts on the scores themselves
-    if ties == "stable":
-        order = torch.sort(s, dim=1, descending=largest, stable=True).indices  # (q, G)
-        return rel0.gather(1, order)
-    pre = torch.sort(rel0.to(torch.uint8), dim=1, descending=(ties == "optimistic"), stable=True).indices
-    order = torch.sort(s.gather(1, pre), dim=1, descending=largest, stable=True).indices
-    return rel0.gather(1, pre.gather(1, order))
+        rel = (_sort_rows_inplace(key) & 1).bool()
+    elif ties == "stable":  # generic path (float64 / int64 scores, huge galleries)
+        rel = rel0.gather(1, torch.sort(s, dim=1, descending=largest, stable=True).indices)  # (q, G)
+    else:
+        pre = torch.sort(rel0.to(torch.uint8), dim=1, descending=(ties == "optimistic"), stable=True).indices
+        order = torch.sort(s.gather(1, pre), dim=1, descending=largest, stable=True).indices
+        rel = rel0.gather(1, pre.gather(1, order))
+    row, col = rel.nonzero(as_tuple=True)
+    return row, col
+
+
+def _sorted_values(s: torch.Tensor) -> torch.Tensor:
+    """Each row of ``s`` sorted ascending (a new tensor); NumPy's SIMD sort on CPU, row blocks in threads."""
+    if s.device.type != "cpu":
+        return torch.sort(s, dim=1).values
+    out = s.clone()
+    arr = out.numpy()
+    n_thr = max(1, min(torch.get_num_threads(), arr.shape[0]))
+    if n_thr == 1:
+        arr.sort(axis=1)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
+        with ThreadPoolExecutor(n_thr) as ex:
+            list(ex.map(lambda ab: arr[ab[0]:ab[1]].sort(axis=1), zip(bounds[:-1], bounds[1:])))
+    return out
+
+
+class _LabelIndex:
+    """Gallery items grouped by label (CSR): the relevant items of a query without a [q, G] mask."""
+
+    def __init__(self, gl: torch.Tensor) -> None:
+        self.gl = gl
+        self.order = torch.argsort(gl, stable=True)  # gallery indices grouped by label, ascending
+        self.uniq, self.counts = torch.unique_consecutive(gl[self.order], return_counts=True)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+
+    def relevant(self, ql: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row, col, pos, R): every relevant (query row, gallery col) pair, grouped by row, col
+        ascending; ``pos`` = 0-based position inside the row; ``R`` [q] = relevant items per query."""
+        u = torch.searchsorted(self.uniq, ql).clamp(max=self.uniq.numel() - 1)
+        found = self.uniq[u] == ql
+        big_r = torch.where(found, self.counts[u], 0)  # (q,)
+        row = torch.repeat_interleave(torch.arange(ql.numel(), device=ql.device), big_r)  # (nnz,)
+        pos = torch.arange(row.numel(), device=ql.device) - (torch.cumsum(big_r, 0) - big_r)[row]
+        col = self.order[self.starts[u][row] + pos]
+        return row, col, pos, big_r
+
+
+def _hits_by_counting(s: torch.Tensor, ql: torch.Tensor, lab: _LabelIndex, largest: bool,
+                      ties: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(row, rank) of every relevant item from counts, without ranking the irrelevant ones.
+
+    rank = #items strictly better (binary search in the sorted scores) + #items tied with it that
+    the tie rule puts first (counted explicitly for the few tied hits). None if too many ties.
+    """
+    q_n, g_n = s.shape
+    row, col, pos, big_r = lab.relevant(ql)  # gallery order, grouped by row
+    srt = _sorted_values(s)  # (q, G) ascending; NaN would sort last
+    if bool(torch.isnan(srt[:, -1]).any()):
+        raise ValueError("scores contains NaN; retrieval metrics need a total order")
+    if row.numel() == 0:
+        return row, col
+    rmax = int(big_r.max())
+    v = s[row, col]  # (nnz,) scores of the relevant items
+    vals = torch.zeros(q_n, rmax, dtype=s.dtype, device=s.device)  # (q, R_max) padded
+    vals[row, pos] = v
+    lo = torch.searchsorted(srt, vals, right=False)[row, pos]  # items strictly smaller
+    hi = torch.searchsorted(srt, vals, right=True)[row, pos]  # items smaller or equal
+    del srt
+    rank = (g_n - hi) if largest else lo.clone()  # items strictly better
+    tied = (hi - lo) > 1  # another item has exactly this score (-0.0 == 0.0 here)
+    if bool(tied.any()):
+        t = tied.nonzero(as_tuple=True)[0]
+        if t.numel() > 16 * max(64, q_n):  # heavy ties (quantised scores): the full sort is cheaper
+            return None
+        idx = torch.arange(g_n, device=s.device)
+        for a in range(0, t.numel(), max(64, q_n)):  # blocks keep the (T, G) masks chunk-sized
+            tb = t[a:a + max(64, q_n)]
+            tr, tc = row[tb], col[tb]
+            same = s[tr] == v[tb, None]  # (T, G) items tied with each tied hit
+            before = idx[None, :] < tc[:, None]
+            if ties == "stable":
+                first = before
+            elif ties == "pessimistic":
+                first = before | (lab.gl[None, :] != ql[tr, None])
+            else:
+                first = before & (lab.gl[None, :] == ql[tr, None])
+            rank[tb] += (same & first).sum(1)
+    dense = torch.full((q_n, rmax), g_n, dtype=rank.dtype, device=s.device)  # (q, R_max)
+    dense[row, pos] = rank
+    dense = torch.sort(dense, dim=1).values
+    return row, dense[torch.arange(rmax, device=s.device)[None, :] < big_r[:, None]]
+
+
+def _ranked_hits(s: torch.Tensor, ql: torch.Tensor, lab: _LabelIndex, largest: bool,
+                 ties: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-based ranks of all relevant gallery items per query: (row [nnz], rank [nnz]), grouped by row,
+    ranks ascending; the ranking follows ``largest`` and the tie rule ``ties``."""
+    s = _sort_dtype(s)
+    if SORT_BACKEND == "auto" and s.dtype == torch.float32:
+        out = _hits_by_counting(s, ql, lab, largest, ties)
+        if out is not None:
+            return out
+    _check_finite(s)
+    rel0 = lab.gl[None, :] == ql[:, None]  # (q, G) in gallery order
+    return _hits_by_sort(s, rel0, largest, ties)
 
 
 def _segment_rev_cummax(v: torch.Tensor, row: torch.Tensor, pos: torch.Tensor, n_rows: int) -> torch.Tensor:
@@ -296,6 +394,7 @@ class CategoryAccumulator:
         if not self.specs and recall_levels is None:
             raise ValueError("metrics must name at least one metric")
         self.gl = gallery_labels
+        self._lab: _LabelIndex | None = None
         self.largest, self.ties = bool(largest), ties
         self.recall_levels = recall_levels
         self._parts: dict[str, list[torch.Tensor]] = {s.name: [] for s in self.specs}
@@ -309,11 +408,11 @@ class CategoryAccumulator:
         g_n = scores.shape[1]
         if g_n != gl.numel():
             raise ValueError(f"scores have {g_n} gallery columns but gallery_labels has {gl.numel()}")
-        rel = _sort_relevance(scores, ql, gl, self.largest, self.ties)  # (q, G) bool, ranked
-        q_n, dev = rel.shape[0], rel.device
         # sparse view: one entry per relevant hit, grouped by query, in rank order
-        row, col = rel.nonzero(as_tuple=True)  # (nnz,), (nnz,) 0-based rank of each hit
-        del rel
+        if self._lab is None or self._lab.gl.device != gl.device:
+            self._lab = _LabelIndex(gl)
+        row, col = _ranked_hits(scores, ql, self._lab, self.largest, self.ties)  # (nnz,), 0-based ranks
+        q_n, dev = scores.shape[0], scores.device
         big_r = torch.bincount(row, minlength=q_n)  # (q,) relevant items per query
         valid = big_r > 0
         r64 = big_r.to(torch.float64)
