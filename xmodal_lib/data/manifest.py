@@ -69,6 +69,7 @@ def read_manifest(path: str | Path, unseen: Sequence[str] = (), check_files: boo
         unseen_out = sorted(u & labels)
     else:  # classes that occur only in test rows
         recs = [*photos.values(), *sketches]
-        unseen_out = sorted({r.label for r in recs if r.split == "test"} - {r.label for r in recs if r.split == "train"})
+        in_train = {r.label for r in recs if r.split == "train"}
+        unseen_out = sorted({r.label for r in recs if r.split == "test"} - in_train)
     return SBIRIndex(name=f"manifest/{path.stem}", photos=list(photos.values()), sketches=sketches,
                      classes=sorted(labels), unseen=unseen_out, root=base)

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .index import DataError
 from .synthetic_render import render_photo, render_sketch, sample_pose
 from .synthetic_shapes import SHAPES
 
 #: Bump when the drawing code changes so old caches are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: All classes (sorted) and the fixed zero-shot split (6 of 24 = 25 % unseen).
 CLASSES: tuple[str, ...] = tuple(sorted(SHAPES))
 UNSEEN: tuple[str, ...] = ("chair", "clock", "kite", "mushroom", "sailboat", "umbrella")
@@ -122,7 +123,8 @@ def _class_code(name: str) -> int:
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "little")
 
 
-def draw_instance(cfg: SyntheticConfig, cls: str, index: int, stream: int = 0) -> tuple:
+def draw_instance(cfg: SyntheticConfig, cls: str, index: int,
+                  stream: int = 0) -> tuple[Image.Image, list[Image.Image]]:
     """``(photo, [sketches])`` PIL images of instance ``index`` of ``cls``; pure function of the args.
 
     ``stream`` separates the category-level part (0) from the fine-grained folders (1 = train, 2 = test).

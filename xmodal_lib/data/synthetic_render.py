@@ -2,9 +2,10 @@
 
 Both renderers take the parts of one instance (:mod:`.synthetic_shapes`) and a pose, draw at
 twice the output size and downsample (anti-aliasing). The photo gets a gradient background,
-random clutter, per-part colours with directional shading, outlines and pixel noise; a sketch
-gets its own small affine + smooth elastic deformation, jittered polylines, randomly dropped
-non-essential strokes and a per-sketch stroke width, dark ink on white.
+random clutter, per-part colours with directional shading and optional stripe/dot texture,
+outlines and pixel noise; a sketch gets its own small affine + smooth elastic deformation,
+jittered polylines, randomly dropped non-essential strokes and a per-sketch stroke width,
+dark ink on white.
 """
 from __future__ import annotations
 
@@ -92,6 +93,13 @@ def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G) -> Image.
     pal = _palette(r)
     light = r.uniform(0, 2 * np.pi)
     shade = 1.25 - 0.6 * _ramp(side, light)[..., None]  # (H, W, 1) brightness
+    if r.random() < 0.5:  # surface texture on the main colour: stripes or dots
+        u = _ramp(side, r.uniform(0, 2 * np.pi)) * np.float32(r.uniform(8, 20) * np.pi)
+        v = _ramp(side, r.uniform(0, 2 * np.pi)) * np.float32(r.uniform(8, 20) * np.pi)
+        tex = np.sin(u) if r.random() < 0.5 else np.sin(u) * np.sin(v)
+        texture = 1 + np.float32(r.uniform(0.08, 0.2)) * tex[..., None]  # (H, W, 1)
+    else:
+        texture = np.float32(1.0)
     layers: dict[int, Image.Image] = {}
     for part in parts:
         q = _to_px(apply(pose, part.pts), side)
@@ -100,7 +108,8 @@ def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G) -> Image.
             mask = Image.new("L", (side, side), 0)
             ImageDraw.Draw(mask).polygon(q, fill=255)
             if part.color not in layers:
-                layers[part.color] = Image.fromarray((shade * col.astype(np.float32)).clip(0, 255).astype(np.uint8))
+                lit = shade * (texture if part.color == 0 else 1) * col.astype(np.float32)  # (H, W, 3)
+                layers[part.color] = Image.fromarray(lit.clip(0, 255).astype(np.uint8))
             img.paste(layers[part.color], (0, 0), mask)
             draw.polygon(q, outline=tuple(int(v * 0.5) for v in col), width=max(1, side // 96))
         else:
