@@ -100,7 +100,7 @@ def test_no_orphan_profile_files(profile: str) -> None:
 def nb_run_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One prepared-notebook folder and one shared artifacts folder for the whole session."""
     base = tmp_path_factory.mktemp("notebook_runs")
-    dirs = {k: base / k for k in ("prepared", "artifacts", "figures", "cache")}
+    dirs = {k: base / k for k in ("prepared", "artifacts", "figures")}
     for d in dirs.values():
         d.mkdir()
     return dirs

@@ -5,6 +5,7 @@ a GPU still gets a manifest, with ``None`` where a fact could not be read.
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -73,9 +74,21 @@ def git_state(root: Path) -> dict[str, Any]:
     }
 
 
+def _cpu_name() -> str:
+    """CPU model name (``/proc/cpuinfo`` on Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_info() -> dict[str, Any]:
-    """The accelerator the notebooks will see: CUDA device names or ``cpu``."""
-    info: dict[str, Any] = {"type": "cpu", "name": platform.processor() or platform.machine()}
+    """The accelerator the notebooks will see: CUDA device names or ``cpu`` (with CPU model and cores)."""
+    info: dict[str, Any] = {"type": "cpu", "name": _cpu_name(), "cpu_count": os.cpu_count()}
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency
