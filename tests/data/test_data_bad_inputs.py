@@ -201,3 +201,25 @@ def test_manifest(tmp_path: Path) -> None:
     csv.write_text("sketch,photo,label\ns/a1.png,p/a.jpg,cup\n")
     with pytest.raises(DataError, match="missing columns"):
         open_dataset("manifest", csv)
+
+
+def test_sake_tuberlin_style_list_names(tmp_path: Path) -> None:
+    root = _sake(tmp_path / "ds")
+    zs = root / "zs"
+    for part in ("train", "zero"):
+        (zs / f"sketch_filelist_{part}.txt").rename(zs / f"png_ready_filelist_{part}.txt")
+        (zs / f"photo_filelist_{part}.txt").rename(zs / f"ImageResized_ready_filelist_{part}.txt")
+    idx = open_dataset("sake", root, split="zs")
+    assert [r.path.name for r in idx.sketches] == ["cat1-1.png", "dog1-1.png"]
+    (zs / "png_ready_filelist_zero.txt").rename(zs / "mystery_filelist_zero.txt")
+    with pytest.raises(DataError, match="mystery_filelist_zero.txt: cannot tell"):
+        open_dataset("sake", root, split="zs")
+
+
+def test_open_dataset_split_arguments(tiny_root: Path) -> None:
+    tr = open_dataset("synthetic", root=tiny_root, split="train")
+    assert tr.photos and all(r.split == "train" and r.label not in tr.unseen for r in tr.photos)
+    with pytest.raises(ValueError, match="split='zeroshot1'"):
+        open_dataset("synthetic", root=tiny_root, split="zeroshot1")
+    with pytest.raises(ValueError, match="expected None, 'train' or 'test'"):
+        open_dataset("qmul_v1", tiny_root, split="zeroshot1")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .index import DataError
+from .index import DataError, SBIRIndex
 from .synthetic_render import render_photo, render_sketch, sample_pose
 from .synthetic_shapes import SHAPES
 
@@ -243,7 +243,7 @@ def _config_of(root: Path) -> SyntheticConfig | None:
         return None
 
 
-def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None = None):
+def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None = None) -> SBIRIndex:
     """Category-level zero-shot index: unseen classes are split 'test'.
 
     With ``cfg`` the benchmark is generated (or reused) at ``root`` (default: the cache); with
@@ -261,7 +261,7 @@ def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None =
 
 
 def open_synthetic_fg(cfg: SyntheticConfig | None = None, root: str | Path | None = None,
-                      category: str | None = None):
+                      category: str | None = None) -> SBIRIndex:
     """Instance-level index of one fine-grained category (QMUL-V2 folder layout)."""
     from .qmul import read_qmul_v2
     if root is None or cfg is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -129,7 +130,7 @@ def _deformation(r: G, strength: float) -> np.ndarray:
     return np.concatenate([m, r.uniform(-0.05, 0.05, (2, 1)) * strength], 1)
 
 
-def _elastic(r: G, strength: float):
+def _elastic(r: G, strength: float) -> Callable[[np.ndarray], np.ndarray]:
     """Smooth displacement field as a function of points (sum of low-frequency sinusoids)."""
     k = r.uniform(1.0, 3.0, (3, 2, 2))
     ph = r.uniform(0, 2 * np.pi, (3, 2))
