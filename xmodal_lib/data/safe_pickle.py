@@ -14,6 +14,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .index import DataError
 
 #: (module, name) pairs the unpickler may resolve. Nothing else is importable.
@@ -56,6 +58,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise _Refused(module, name)
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):  # numpy 2: avoid the deprecated alias
+            module = "numpy._core." + module[len("numpy.core."):]
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
