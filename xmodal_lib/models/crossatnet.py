@@ -71,7 +71,7 @@ class CrossATNetConfig:
 def create_backbone(name: str, pretrained: bool | str = False, img_size: int = 224,
                     output_stride: int = 0) -> nn.Module:
     """A timm model without head (``num_classes=0``); ``pretrained`` = bool or a local file (strict)."""
-    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+    if not timm.is_model(name):
         raise ValueError(f"CrossATNet backbone: unknown timm model name {name!r}")
     kw: dict = {"num_classes": 0}
     if output_stride:

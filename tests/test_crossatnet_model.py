@@ -1,0 +1,77 @@
+"""CrossATNet model: query-independent gallery, attention maps, ±1 codes and Hamming ranking."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xmodal_lib.models.crossatnet import CrossATNet, CrossATNetConfig
+from xmodal_lib.retrieval.codes import hamming_distance, hamming_scores_matmul, pack_bits
+
+
+@pytest.fixture(scope="module")
+def net() -> CrossATNet:
+    torch.manual_seed(0)
+    cfg = CrossATNetConfig(backbone="test_resnet", img_size=32, output_stride=8, embed_dim=24, attn_dim=8,
+                           hash_bits=(16, 64))
+    return CrossATNet(cfg).eval()
+
+
+def test_gallery_embedding_does_not_depend_on_the_query(net):
+    g = torch.Generator().manual_seed(1)
+    photos = torch.randn(6, 3, 32, 32, generator=g)
+    sk_a, sk_b = torch.randn(6, 3, 32, 32, generator=g), torch.randn(6, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        gallery = net.encode_photo(photos)
+        # the training forward with two different sketch batches gives the same gallery embedding
+        out_a, out_b = net(sk_a, photos), net(sk_b, photos)
+        assert torch.allclose(out_a["z_p"], gallery, atol=1e-6) and torch.allclose(out_b["z_p"], gallery, atol=1e-6)
+        # ...while the sketch-guided embedding does depend on the sketch (the guidance is real)
+        assert not torch.allclose(out_a["z_px"], out_b["z_px"], atol=1e-4)
+        assert not torch.allclose(out_a["att_guided"], out_b["att_guided"], atol=1e-6)
+        # one photo alone gets the same embedding as inside a batch (no cross-item leakage in eval)
+        assert torch.allclose(net.encode_photo(photos[2:3])[0], gallery[2], atol=1e-5)
+    assert torch.allclose(gallery.norm(dim=1), torch.ones(6), atol=1e-5)
+
+
+def test_attention_maps_are_returned_and_are_distributions(net):
+    x, s = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        z, att = net.encode_photo(x, return_attention=True)
+        zg, att_g = net.encode_photo_guided(x, s, return_attention=True)
+    assert z.shape == zg.shape == (3, 24)
+    assert att.shape == att_g.shape == (3, 4, 4)  # 32 px at stride 8
+    assert torch.allclose(att.sum((1, 2)), torch.ones(3), atol=1e-5)
+    assert torch.allclose(att_g.sum((1, 2)), torch.ones(3), atol=1e-5)
+    assert torch.allclose(net.encode_photo(x), z, atol=1e-6)
+
+
+def test_codes_are_pm1_and_hamming_ranking_equals_matmul_identity(net):
+    with torch.no_grad():
+        q = net.encode_sketch(torch.randn(5, 3, 32, 32))
+        g = net.encode_photo(torch.randn(9, 3, 32, 32))
+    for b in (16, 64):
+        qc, gc = net.codes(q, b), net.codes(g, b)
+        assert qc.shape == (5, b) and set(qc.unique().tolist()) <= {-1.0, 1.0}
+        assert set(gc.unique().tolist()) <= {-1.0, 1.0}
+        d_xor = hamming_distance(pack_bits(qc), pack_bits(gc))
+        d_mm = (b - qc @ gc.T) / 2  # the identity, written out
+        assert torch.equal(d_xor.float(), d_mm)
+        assert torch.equal(hamming_scores_matmul(qc, gc), d_xor)
+        assert torch.equal(torch.argsort(d_xor, dim=1, stable=True), torch.argsort(-(qc @ gc.T), dim=1, stable=True))
+    with pytest.raises(ValueError, match="no hash head"):
+        net.codes(q, 32)
+
+
+def test_no_cross_attention_variant_and_vit_backbone():
+    cfg = CrossATNetConfig(backbone="test_vit", img_size=32, output_stride=0, embed_dim=16, attn_dim=8,
+                           hash_bits=(), cross_attention=False)
+    m = CrossATNet(cfg).eval()
+    with torch.no_grad():
+        out = m(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+        _, att = m.encode_photo(torch.randn(2, 3, 32, 32), return_attention=True)
+    assert "z_px" not in out and "att_guided" not in out and not any(k.startswith("h_") for k in out)
+    assert att.shape[0] == 2 and att.shape[1] * att.shape[2] == out["att_self"].shape[1]
+    with pytest.raises(ValueError, match="cross_attention=False"):
+        m.guided_attention(torch.randn(2, 4, 64), out["z_s"])
+    with pytest.raises(ValueError, match="unknown timm model"):
+        CrossATNet(CrossATNetConfig(backbone="not_a_model_xyz"))
