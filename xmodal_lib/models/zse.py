@@ -48,6 +48,17 @@ class ZSEConfig:
     rn_raw_view: bool = False     # official raw memory view before the RN conv
     pretrained: bool | str = False
 
+    def __post_init__(self) -> None:
+        choices = {"stem": ("sketch", "both", "none"), "ca_variant": ("paper", "code"), "rn_tokens": ("grid", "kept")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ZSEConfig.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"ZSEConfig: img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise ValueError(f"ZSEConfig.keep_rate must be in (0, 1], got {self.keep_rate}")
+        self.prune_layers = tuple(int(x) for x in self.prune_layers)
+
     @classmethod
     def paper(cls, **over) -> "ZSEConfig":
         """ViT-B/16, 224 px, CA 8 heads / FFN 1024, RN 49 anchors (spec values)."""
@@ -55,9 +66,9 @@ class ZSEConfig:
 
     @classmethod
     def smoke(cls, **over) -> "ZSEConfig":
-        """A tiny model for CPU tests: 64 px, patch 8 (8x8 grid), dim 64, depth 4."""
-        base = dict(img_size=64, patch_size=8, dim=64, depth=4, heads=4, ca_heads=4, ca_ffn=128,
-                    rn_dim=32, prune_layers=(2, 3))
+        """A tiny model for CPU tests: 48 px, patch 8 (6x6 grid, 3x3 RN anchors), dim 48, depth 4."""
+        base = dict(img_size=48, patch_size=8, dim=48, depth=4, heads=4, ca_heads=4, ca_ffn=96,
+                    rn_dim=24, prune_layers=(2, 3))
         base.update(over)
         return cls(**base)
 

@@ -146,7 +146,7 @@ class SelfAttentionModule(nn.Module):
             raise ValueError(f"stem must be 'sketch', 'both' or 'none', got {stem!r}")
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        bad = [l for l in prune_layers if not 1 <= int(l) <= depth]
+        bad = [l for l in prune_layers if not 1 <= int(l) <= depth] if keep_rate < 1.0 else []
         if bad:
             raise ValueError(f"prune_layers must be 1-based layer numbers in 1..{depth}, got {bad}")
         kept_count(1, keep_rate)  # validates the rate

@@ -1,0 +1,301 @@
+"""ZSE-SBIR pipeline: notebook-parameter config, training via the shared loop, the three settings.
+
+Settings ("zero-shot everything"):
+
+* :func:`run_zero_shot` — inter-category: train on seen classes, retrieve on unseen classes
+  (embedded ``synthetic`` data, ``sketchy`` folders such as ``../shared/data/sketchy_mini`` with a
+  SAKE split, or full ``sake`` file lists);
+* :func:`run_fine_grained` — intra-category: instance-level pairs, train on one fine-grained
+  category and test on another (``synthetic_fg`` shoe → chair, or QMUL-V1 shoes → chairs);
+* :func:`evaluate_cross_dataset` — a model trained on one dataset retrieves on another's unseen
+  classes (e.g. embedded synthetic → sketchy_mini zeroshot1).
+
+Model selection uses held-out *seen* classes (``val_classes``), never the unseen test classes
+(the official code selects on an unseen-class subsample, methods_spec.md §3.7).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.datasets import preload
+from ..data.index import DataError, Record, SBIRIndex
+from ..data.transforms import ImageLoader
+from ..losses.zse import zse_loss
+from ..models.zse import ZSEConfig, ZSESBIR
+from ..retrieval.metrics import category_metrics
+from ..train import TrainConfig, TrainResult, fit, resolve_device
+from .zse_data import ZSEBatchDataset
+from .zse_eval import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
+                       scores_rn_rerank, scores_ret)
+
+__all__ = ["ZSEPipelineConfig", "zse_step", "load_index", "load_images", "train_zse",
+           "evaluate_zero_shot", "run_zero_shot", "run_fine_grained", "evaluate_cross_dataset"]
+
+_PAPER_SPLITS = {  # dataset key -> (reader kind, split, metrics) (methods_spec.md §3.8-3.9)
+    "sketchy25": ("sake", "zeroshot1", ("map_all_voc", "p@100")),
+    "sketchy21": ("sake", "zeroshot0", ("map@200_strict", "p@200")),
+    "tuberlin": ("sake", "zeroshot", ("map_all_voc", "p@100")),
+    "quickdraw": ("sake", "zeroshot", ("map_all_voc", "p@200")),
+}
+
+
+@dataclass
+class ZSEPipelineConfig:
+    """Every notebook parameter of 04_zse_sbir (flat); ``smoke()`` / ``paper(dataset)`` presets."""
+
+    profile: str = "smoke"
+    seed: int = 0
+    device: str = "auto"
+    dataset: str = "synthetic"     # "synthetic" | "sketchy" | "sake"
+    data_root: str | None = None
+    split: str | None = None       # zero-shot split of real data ("zeroshot1" ...)
+    # model (methods_spec.md §3.3-3.5)
+    img_size: int = 48
+    patch_size: int = 8
+    dim: int = 48
+    depth: int = 4
+    heads: int = 4
+    dropout: float = 0.1
+    stem: str = "sketch"
+    keep_rate: float = 1.0
+    prune_layers: tuple[int, ...] = (2, 3)
+    ca_variant: str = "paper"
+    ca_heads: int = 4
+    ca_ffn: int = 96
+    rn_dim: int = 24
+    rn_tokens: str = "grid"
+    pretrained: Any = False
+    # training (§3.7)
+    epochs: int = 1
+    items_per_epoch: int = 480
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    max_steps: int | None = None
+    val_classes: int = 3           # seen classes held out for model selection
+    # evaluation (§3.9)
+    metrics: tuple[str, ...] = ("map_all_voc", "p@100")
+    rerank_k: int = 20
+    rerank_ks: tuple[int, ...] = (1, 5, 10, 20, 50)
+    block_q: int = 20
+    block_g: int = 100
+    eval_batch: int = 64
+    # fine-grained setting
+    fg_kind: str = "synthetic_fg"  # "synthetic_fg" | "qmul_v1"
+    fg_train_category: str = "shoe"
+    fg_test_category: str = "chair"
+    fg_items_per_epoch: int = 480
+
+    def __post_init__(self) -> None:
+        self.prune_layers = tuple(int(x) for x in self.prune_layers)
+        self.metrics, self.rerank_ks = tuple(self.metrics), tuple(int(k) for k in self.rerank_ks)
+        if self.dataset not in ("synthetic", "sketchy", "sake"):
+            raise ValueError(f"ZSEPipelineConfig.dataset: expected 'synthetic', 'sketchy' or 'sake', got {self.dataset!r}")
+        if self.rerank_k < 1 or self.val_classes < 0 or self.items_per_epoch < self.batch_size:
+            raise ValueError("ZSEPipelineConfig: need rerank_k >= 1, val_classes >= 0, items_per_epoch >= batch_size")
+        if self.fg_kind not in ("synthetic_fg", "qmul_v1"):
+            raise ValueError(f"ZSEPipelineConfig.fg_kind: expected 'synthetic_fg' or 'qmul_v1', got {self.fg_kind!r}")
+        self.model_config()  # validates model fields early
+
+    @classmethod
+    def smoke(cls, **over: Any) -> "ZSEPipelineConfig":
+        """Embedded synthetic data, tiny model (48 px / patch 8 / dim 48 / depth 4), CPU minutes."""
+        return cls(**over)
+
+    @classmethod
+    def paper(cls, dataset: str = "sketchy25", **over: Any) -> "ZSEPipelineConfig":
+        """Official hyper-parameters: ViT-B/16 224 px, batch 15, AdamW lr 1e-5 wd 1e-2, 30 × 10k items."""
+        if dataset not in _PAPER_SPLITS:
+            raise ValueError(f"paper(dataset=...): expected one of {list(_PAPER_SPLITS)}, got {dataset!r}")
+        kind, split, metrics = _PAPER_SPLITS[dataset]
+        base = dict(profile="paper", dataset=kind, split=split, img_size=224, patch_size=16, dim=768,
+                    depth=12, heads=12, prune_layers=(4, 7, 10), ca_heads=8, ca_ffn=1024, rn_dim=512,
+                    pretrained=True, epochs=30, items_per_epoch=10000, batch_size=15, lr=1e-5,
+                    weight_decay=1e-2, val_classes=10, metrics=metrics, rerank_k=200,
+                    rerank_ks=(10, 50, 100, 200, 500, 1000), block_q=20, block_g=200, eval_batch=128,
+                    fg_items_per_epoch=10000)
+        base.update(over)
+        return cls(**base)
+
+    def model_config(self) -> ZSEConfig:
+        return ZSEConfig(img_size=self.img_size, patch_size=self.patch_size, dim=self.dim, depth=self.depth,
+                         heads=self.heads, dropout=self.dropout, stem=self.stem, keep_rate=self.keep_rate,
+                         prune_layers=self.prune_layers, ca_variant=self.ca_variant, ca_heads=self.ca_heads,
+                         ca_ffn=self.ca_ffn, rn_dim=self.rn_dim, rn_tokens=self.rn_tokens,
+                         pretrained=self.pretrained)
+
+    def train_config(self, items: int | None = None) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
+                           lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw",
+                           schedule="constant", seed=self.seed, device=self.device,
+                           ckpt_every=10**9, keep_last=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+def zse_step(model: ZSESBIR, batch: dict[str, Tensor], w_tri: float = 2.0, w_rn: float = 4.0) -> dict[str, Tensor]:
+    """One training step: SA on 4b images, CA + RN on b positive and b negative pairs, total loss."""
+    b = batch["sk_pos"].shape[0]
+    s = model.sa_features(torch.cat([batch["sk_pos"], batch["sk_neg"]]), "sketch")  # (2b, 1+N, D)
+    p = model.sa_features(torch.cat([batch["ph_pos"], batch["ph_neg"]]), "photo")
+    out = model.pair_forward(s.tokens, s.kept, p.tokens, p.kept)  # rows: b positive, then b negative pairs
+    losses = zse_loss(out.ret_sketch[:b], out.ret_photo[:b], out.ret_photo[b:], out.score[:b], out.score[b:],
+                      w_tri=w_tri, w_rn=w_rn)
+    losses["score_pos"] = out.score[:b].detach().mean()
+    losses["score_neg"] = out.score[b:].detach().mean()
+    return losses
+
+
+def load_index(cfg: ZSEPipelineConfig) -> SBIRIndex:
+    """The zero-shot index of ``cfg.dataset`` (synthetic is generated on demand)."""
+    from ..data.registry import open_dataset
+    if cfg.dataset == "synthetic":
+        return open_dataset("synthetic")
+    if cfg.data_root is None:
+        raise ValueError(f"ZSEPipelineConfig.data_root is required for dataset={cfg.dataset!r}")
+    return open_dataset(cfg.dataset, root=cfg.data_root, split=cfg.split)
+
+
+def load_images(records: list[Record], cfg: ZSEPipelineConfig, modality: str) -> Tensor:
+    """Preprocess ``records`` to (N, 3, S, S) in [-1, 1] (spec §3.2: sketches cropped to their ink)."""
+    loader = ImageLoader(cfg.img_size, normalize="half", sketch_crop=(modality == "sketch"))
+    return preload(records, loader, desc=f"load {modality}s", progress=False)
+
+
+def _holdout(classes: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    val = sorted(rng.choice(classes, size=min(n, max(len(classes) - 3, 0)), replace=False).tolist()) if n else []
+    return [c for c in classes if c not in val], val
+
+
+def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Path, group: str = "label",
+              val_index: SBIRIndex | None = None, model: ZSESBIR | None = None,
+              items: int | None = None, desc: str = "zse") -> tuple[ZSESBIR, TrainResult]:
+    """Train on ``train_index`` (groups = "label" or "instance"); select the best epoch on ``val_index``.
+
+    Validation = ``ret`` mAP@all on ``val_index`` (held-out seen classes); the weights of the best
+    validation epoch are restored at the end (the last epoch when there is no validation data).
+    """
+    torch.manual_seed(cfg.seed)
+    model = model or ZSESBIR(cfg.model_config())
+    sk = load_images(train_index.sketches, cfg, "sketch")
+    ph = load_images(train_index.photos, cfg, "photo")
+    key = (lambda r: r.label) if group == "label" else (lambda r: r.instance)
+    ds = ZSEBatchDataset(sk, [key(r) for r in train_index.sketches], ph, [key(r) for r in train_index.photos],
+                         n_items=items or cfg.items_per_epoch, seed=cfg.seed)
+    best: dict[str, Any] = {"score": -1.0, "state": None}
+    val_fn = None
+    if val_index is not None and val_index.sketches and val_index.photos:
+        vsk, vph = load_images(val_index.sketches, cfg, "sketch"), load_images(val_index.photos, cfg, "photo")
+        vq = [r.label for r in val_index.sketches]
+        vg = [r.label for r in val_index.photos]
+
+        def val_fn(m: ZSESBIR) -> dict[str, float]:
+            sc = build_cache(m, vsk, "sketch", cfg.eval_batch, with_proj=False)
+            pc = build_cache(m, vph, "photo", cfg.eval_batch, with_proj=False)
+            v = category_metrics(scores_ret(sc, pc), vq, vg, metrics=("map_all_voc",))["map_all_voc"]
+            if v > best["score"]:
+                best.update(score=v, state=copy.deepcopy(m.state_dict()))
+            return {"val_map_all_voc": v}
+
+    res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn,
+              config={"zse": cfg.to_dict()}, desc=desc, progress=False)
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    return model, res
+
+
+@torch.no_grad()
+def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineConfig,
+                       modes: tuple[str, ...] = ("ret", "rn", "rn_rerank"), curve: bool = True) -> dict[str, Any]:
+    """Category metrics of the three retrieval modes on ``test_index`` (+ mAP vs rerank k, timings)."""
+    dev = resolve_device(cfg.device)
+    model.to(dev).eval()
+    sk = load_images(test_index.sketches, cfg, "sketch")
+    ph = load_images(test_index.photos, cfg, "photo")
+    ql, gl = [r.label for r in test_index.sketches], [r.label for r in test_index.photos]
+    t0 = time.perf_counter()
+    sc, pc = build_cache(model, sk, "sketch", cfg.eval_batch), build_cache(model, ph, "photo", cfg.eval_batch)
+    timing = {"sa_cache_s": time.perf_counter() - t0}
+    scores: dict[str, Tensor] = {}
+    for mode in modes:
+        t = time.perf_counter()
+        if mode == "ret":
+            scores[mode] = scores_ret(sc, pc)
+        elif mode == "rn":
+            scores[mode] = scores_rn(model, sc, pc, cfg.block_q, cfg.block_g)
+        elif mode == "rn_rerank":
+            scores[mode] = scores_rn_rerank(model, sc, pc, cfg.rerank_k)
+        else:
+            raise ValueError(f"retrieval mode must be one of ('ret', 'rn', 'rn_rerank'), got {mode!r}")
+        timing[f"{mode}_s"] = time.perf_counter() - t
+    out: dict[str, Any] = {"metrics": evaluate_category(scores, ql, gl, cfg.metrics), "timing": timing,
+                           "n_queries": len(ql), "n_gallery": len(gl), "rerank_k": cfg.rerank_k}
+    if curve:
+        out["rerank_curve"] = rerank_curve(model, sc, pc, cfg.rerank_ks, ql, gl, cfg.metrics)
+    return out
+
+
+def run_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex | None = None,
+                  desc: str = "zse-zs") -> dict[str, Any]:
+    """Train on seen classes (minus ``val_classes`` held out for selection), test on unseen."""
+    index = index or load_index(cfg)
+    if not index.unseen:
+        raise DataError(f"{index.name}: no unseen classes; a zero-shot split is needed")
+    train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.seed)
+    model, res = train_zse(cfg, index.of_classes(train_cls), out_dir,
+                           val_index=index.of_classes(val_cls) if val_cls else None, desc=desc)
+    ev = evaluate_zero_shot(model, index.of_classes(index.unseen), cfg)
+    return {"model": model, "history": res.history, "val": res.val, "train_classes": train_cls,
+            "val_classes": val_cls, "test_classes": list(index.unseen), "train_wall_s": res.wall_time, **ev}
+
+
+def _fg_index(cfg: ZSEPipelineConfig, category: str, split: str) -> SBIRIndex:
+    from ..data.registry import open_dataset
+    from ..paths import shared_data_dir
+    if cfg.fg_kind == "synthetic_fg":
+        return open_dataset("synthetic_fg", category=category, split=split)
+    root = shared_data_dir()
+    if root is None:
+        raise DataError("qmul_v1 needs ../shared/data (absent)")
+    return open_dataset("qmul_v1", root=root / "qmul_v1", split=split).of_classes([category])
+
+
+def run_fine_grained(cfg: ZSEPipelineConfig, out_dir: str | Path, desc: str = "zse-fg") -> dict[str, Any]:
+    """Intra-category zero-shot: instance-level training on one category, acc@K on another."""
+    train = _fg_index(cfg, cfg.fg_train_category, "train")
+    test = _fg_index(cfg, cfg.fg_test_category, "test")
+    model, res = train_zse(cfg, train, out_dir, group="instance", items=cfg.fg_items_per_epoch, desc=desc)
+    sk, ph = load_images(test.sketches, cfg, "sketch"), load_images(test.photos, cfg, "photo")
+    pos = {r.instance: i for i, r in enumerate(test.photos)}
+    missing = [r.path for r in test.sketches if r.instance not in pos]
+    if missing:
+        raise DataError(f"fine-grained test set: sketches without their photo, e.g. {missing[0]}")
+    true = torch.tensor([pos[r.instance] for r in test.sketches])
+    sc, pc = build_cache(model, sk, "sketch", cfg.eval_batch), build_cache(model, ph, "photo", cfg.eval_batch)
+    scores = {"ret": scores_ret(sc, pc), "rn": scores_rn(model, sc, pc, cfg.block_q, cfg.block_g),
+              "rn_rerank": scores_rn_rerank(model, sc, pc, cfg.rerank_k)}
+    return {"history": res.history, "train": f"{cfg.fg_kind}/{cfg.fg_train_category}",
+            "test": f"{cfg.fg_kind}/{cfg.fg_test_category}", "n_queries": len(true), "n_gallery": len(pos),
+            "metrics": evaluate_fg(scores, true), "chance_acc@1": 1.0 / len(pos)}
+
+
+def evaluate_cross_dataset(model: ZSESBIR, cfg: ZSEPipelineConfig, root: str | Path,
+                           split: str = "zeroshot1", kind: str = "sketchy",
+                           modes: tuple[str, ...] = ("ret", "rn", "rn_rerank")) -> dict[str, Any]:
+    """Retrieval on another dataset's unseen classes with a model trained elsewhere."""
+    from ..data.registry import open_dataset
+    idx = open_dataset(kind, root=root, split=split)
+    out = evaluate_zero_shot(model, idx.of_classes(idx.unseen), cfg, modes=modes, curve=False)
+    out["test"] = f"{Path(root).name}/{split} unseen ({len(idx.unseen)} classes)"
+    return out
