@@ -269,3 +269,13 @@ def test_counting_path_with_a_few_ties(monkeypatch, ties, largest):
 
     monkeypatch.setattr(M, "_hits_by_sort", no_sort)
     _compare(scores, ql, gl, largest=largest, ties=ties, chunk_size=8)
+
+
+def test_counting_path_blocks_of_tied_hits(monkeypatch):
+    # > 64 tied hits in one chunk: the tie correction runs in several blocks
+    g = torch.Generator().manual_seed(14)
+    scores = torch.round(torch.randn(100, 300, generator=g) * 400) / 400  # ~2k distinct values: some ties
+    ql, gl = torch.randint(0, 4, (100,), generator=g), torch.randint(0, 4, (300,), generator=g)
+    monkeypatch.setattr(M, "_hits_by_sort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("full sort")))
+    for ties in M._TIES:
+        _compare(scores, ql, gl, ("map_all_voc", "map_all", "map@20_voc", "p@20_minr"), ties=ties, chunk_size=50)

@@ -310,6 +310,7 @@ def _hits_by_counting(s: torch.Tensor, ql: torch.Tensor, lab: _LabelIndex, large
     the tie rule puts first (counted explicitly for the few tied hits). None if too many ties.
     """
     q_n, g_n = s.shape
+    s = s.contiguous()
     row, col, pos, big_r = lab.relevant(ql)  # gallery order, grouped by row
     srt = _sorted_values(s)  # (q, G) ascending; NaN would sort last
     if bool(torch.isnan(srt[:, -1]).any()):
@@ -317,31 +318,43 @@ def _hits_by_counting(s: torch.Tensor, ql: torch.Tensor, lab: _LabelIndex, large
     if row.numel() == 0:
         return row, col
     rmax = int(big_r.max())
-    v = s[row, col]  # (nnz,) scores of the relevant items
+    v = s.view(-1)[row * g_n + col]  # (nnz,) scores of the relevant items
     vals = torch.zeros(q_n, rmax, dtype=s.dtype, device=s.device)  # (q, R_max) padded
     vals[row, pos] = v
-    lo = torch.searchsorted(srt, vals, right=False)[row, pos]  # items strictly smaller
-    hi = torch.searchsorted(srt, vals, right=True)[row, pos]  # items smaller or equal
-    del srt
-    rank = (g_n - hi) if largest else lo.clone()  # items strictly better
-    tied = (hi - lo) > 1  # another item has exactly this score (-0.0 == 0.0 here)
+    lo = torch.searchsorted(srt, vals, right=False)  # (q, R_max) items strictly smaller
+    flat = row * rmax + pos
+    lo = lo.view(-1)[flat]  # (nnz,)
+    # the item itself sits at srt[lo]; another item has exactly this score iff srt[lo + 1] == v
+    nxt = srt.view(-1)[(row * g_n + (lo + 1).clamp(max=g_n - 1))]
+    tied = (nxt == v) & (lo + 1 < g_n)
+    del srt, vals
+    rank = (g_n - 1 - lo) if largest else lo  # items strictly better, if no tie
     if bool(tied.any()):
         t = tied.nonzero(as_tuple=True)[0]
         if t.numel() > 16 * max(64, q_n):  # heavy ties (quantised scores): the full sort is cheaper
             return None
-        idx = torch.arange(g_n, device=s.device)
-        for a in range(0, t.numel(), max(64, q_n)):  # blocks keep the (T, G) masks chunk-sized
+        for a in range(0, t.numel(), max(64, q_n)):  # blocks keep the (T, G) mask chunk-sized
             tb = t[a:a + max(64, q_n)]
             tr, tc = row[tb], col[tb]
-            same = s[tr] == v[tb, None]  # (T, G) items tied with each tied hit
-            before = idx[None, :] < tc[:, None]
+            ti, gc = (s[tr] == v[tb, None]).nonzero(as_tuple=True)  # items tied with each tied hit
+            other = gc != tc[ti]
+            ti, gc = ti[other], gc[other]
+            is_rel = lab.gl[gc] == ql[tr[ti]]
+            before = gc < tc[ti]
             if ties == "stable":
                 first = before
             elif ties == "pessimistic":
-                first = before | (lab.gl[None, :] != ql[tr, None])
+                first = before | ~is_rel
             else:
-                first = before & (lab.gl[None, :] == ql[tr, None])
-            rank[tb] += (same & first).sum(1)
+                first = before & is_rel
+            # rank so far assumed no tie: fix it to (#strictly better) + (#tied placed first)
+            n_eq = torch.zeros(tb.numel(), dtype=torch.int64, device=s.device).index_add_(
+                0, ti, torch.ones_like(ti))
+            n_first = torch.zeros(tb.numel(), dtype=torch.int64, device=s.device).index_add_(
+                0, ti, first.to(torch.int64))
+            lo_t = lo[tb]
+            strictly = (g_n - 1 - lo_t - n_eq) if largest else lo_t
+            rank[tb] = strictly + n_first
     dense = torch.full((q_n, rmax), g_n, dtype=rank.dtype, device=s.device)  # (q, R_max)
     dense[row, pos] = rank
     dense = torch.sort(dense, dim=1).values
