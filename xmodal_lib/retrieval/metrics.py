@@ -200,6 +200,30 @@ def parse_metric(name: str) -> MetricSpec:
 #: CPU, torch elsewhere), "torch" (composite keys sorted by torch.sort), or "reference" (plain stable
 #: torch.sort of the scores; slow). All give identical results; the tests cross-check them.
 SORT_BACKEND = "auto"
+_SORT_THREADS = [0]  # threads for the row sorts while torch itself runs single-threaded (0 = torch's)
+
+
+class _SmallOpsSingleThread:
+    """Run the many small per-hit torch ops single-threaded on CPU, keep the row sorts parallel.
+
+    OpenMP regions on tiny tensors cost more than they save on a shared 2-core machine (a thread
+    descheduled by another process stalls every region), so torch is set to 1 thread inside
+    ``add`` and restored afterwards; the sorts use a thread pool of the original size.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.active = device.type == "cpu" and torch.get_num_threads() > 1
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.prev = torch.get_num_threads()
+            _SORT_THREADS[0] = self.prev
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            torch.set_num_threads(self.prev)
+            _SORT_THREADS[0] = 0
 _MAX_COMPOSITE_G = 1 << 30
 
 
@@ -236,7 +260,7 @@ def _sort_rows_inplace(key: torch.Tensor) -> torch.Tensor:
     if key.device.type != "cpu" or SORT_BACKEND == "torch":
         return torch.sort(key, dim=1).values
     arr = key.numpy()  # shares memory; NumPy's sort is SIMD-accelerated and releases the GIL
-    n_thr = max(1, min(torch.get_num_threads(), arr.shape[0]))
+    n_thr = max(1, min(_SORT_THREADS[0] or torch.get_num_threads(), arr.shape[0]))
     if n_thr == 1:
         arr.sort(axis=1)
         return key
@@ -269,7 +293,7 @@ def _sorted_values(s: torch.Tensor) -> torch.Tensor:
         return torch.sort(s, dim=1).values
     out = s.clone()
     arr = out.numpy()
-    n_thr = max(1, min(torch.get_num_threads(), arr.shape[0]))
+    n_thr = max(1, min(_SORT_THREADS[0] or torch.get_num_threads(), arr.shape[0]))
     if n_thr == 1:
         arr.sort(axis=1)
     else:
@@ -422,6 +446,11 @@ class CategoryAccumulator:
         if g_n != gl.numel():
             raise ValueError(f"scores have {g_n} gallery columns but gallery_labels has {gl.numel()}")
         # sparse view: one entry per relevant hit, grouped by query, in rank order
+        with _SmallOpsSingleThread(scores.device):
+            self._add(scores, ql, gl)
+
+    def _add(self, scores: torch.Tensor, ql: torch.Tensor, gl: torch.Tensor) -> None:
+        g_n = scores.shape[1]
         if self._lab is None or self._lab.gl.device != gl.device:
             self._lab = _LabelIndex(gl)
         row, col = _ranked_hits(scores, ql, self._lab, self.largest, self.ties)  # (nnz,), 0-based ranks
