@@ -114,6 +114,40 @@ def reference_query(row: np.ndarray, q_label: int, g_labels: np.ndarray, metrics
     return out
 
 
+def official_style_query(row: np.ndarray, q_label: int, g_labels: np.ndarray, metrics) -> dict[str, float]:
+    """How the released SAKE / ZSE-SBIR evaluation computes it (our own code, same structure):
+    one fresh default (unstable) argsort per metric and a Python loop for the VOC running max."""
+    out = {}
+    for name in metrics:
+        order = np.argsort(-row)
+        rel = g_labels[order] == q_label
+        big_r = int(rel.sum())
+        k = None if name.startswith("map_all") else int(name.split("@")[1].split("_")[0])
+        if big_r == 0:
+            out[name] = np.nan
+            continue
+        if name.startswith("p@"):
+            m = min(k, big_r) if name.endswith("_minr") else min(k, len(rel))
+            out[name] = float(rel[:m].sum() / m)
+            continue
+        top = rel if k is None else rel[:k]
+        denom = big_r if k is None else min(k, big_r)
+        tp = np.cumsum(top)
+        prec = tp / np.arange(1, len(top) + 1)
+        if name.endswith("voc"):
+            mrec = np.concatenate([[0.0], tp / denom, [1.0]])
+            mpre = np.concatenate([[0.0], prec, [0.0]])
+            for i in range(len(mpre) - 2, -1, -1):  # the released code's Python loop
+                mpre[i] = max(mpre[i], mpre[i + 1])
+            steps = [i for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]]
+            out[name] = float(sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in steps))
+        elif name.endswith("lenient"):
+            out[name] = float(prec[top].sum() / tp[-1]) if tp[-1] else 0.0
+        else:
+            out[name] = float(prec[top].sum() / denom)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # stages (child processes)
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +185,21 @@ def stage_numpy_ref(cfg: dict) -> dict:
     return {"seconds": elapsed}
 
 
+def stage_official_style(cfg: dict) -> dict:
+    """Released-code style loop on the first ``n_official`` queries (it is too slow for all of them)."""
+    scores, ql, gl, _ = (t.numpy() for t in make_scores(cfg["q"], cfg["g"], cfg["classes"], cfg["seed"]))
+    n = min(cfg["n_official"], len(ql))
+    t0 = time.perf_counter()
+    vals = {m: np.empty(n) for m in METRICS}
+    for i in range(n):
+        res = official_style_query(scores[i], ql[i], gl, METRICS)
+        for m in METRICS:
+            vals[m][i] = res[m]
+    elapsed = time.perf_counter() - t0
+    np.savez(cfg["npz"], **vals)
+    return {"seconds": elapsed, "queries": n, "seconds_per_query": elapsed / n}
+
+
 def stage_quickdraw(cfg: dict) -> dict:
     import torch
 
@@ -178,7 +227,8 @@ def _sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-STAGES = {"engine": stage_engine, "numpy_ref": stage_numpy_ref, "quickdraw": stage_quickdraw}
+STAGES = {"engine": stage_engine, "numpy_ref": stage_numpy_ref, "official_style": stage_official_style,
+          "quickdraw": stage_quickdraw}
 
 
 def run_stage(name: str, cfg: dict) -> dict:
@@ -233,10 +283,16 @@ def main(argv=None) -> int:
         sizes = dict(q=2000, g=20000, classes=100, qd_q=92291, qd_g=54151, dim=768, qd_classes=30)
     with tempfile.TemporaryDirectory() as tmp:
         base = dict(sizes, threads=args.threads, seed=args.seed, device=args.device,
+                    n_official=20 if args.quick else 100,
                     qd_chunk=args.qd_chunk or (250 if args.quick else 512))
         eng = run_stage("engine", dict(base, npz=str(Path(tmp) / "engine.npz")))
         ref = run_stage("numpy_ref", dict(base, npz=str(Path(tmp) / "ref.npz"), device="cpu"))
         cmp = compare(str(Path(tmp) / "engine.npz"), str(Path(tmp) / "ref.npz"))
+        off = run_stage("official_style", dict(base, npz=str(Path(tmp) / "official.npz"), device="cpu"))
+        a, b = np.load(str(Path(tmp) / "engine.npz")), np.load(str(Path(tmp) / "official.npz"))
+        off["max_abs_diff_vs_engine"] = max(float(np.nanmax(np.abs(a[m][: off["queries"]] - b[m])))
+                                            for m in METRICS)
+        off["projected_seconds_all_queries"] = off["seconds_per_query"] * sizes["q"]
     qd = None if args.skip_quickdraw else run_stage("quickdraw", base)
 
     result = {
@@ -244,6 +300,8 @@ def main(argv=None) -> int:
                     "metrics": list(METRICS), "fg_ks": list(FG_KS), **sizes},
         "engine": eng, "numpy_reference": ref, "comparison": cmp,
         "speed_ratio": ref["seconds"] / eng["seconds"],
+        "official_style": off,
+        "speed_ratio_official_style_projected": off["projected_seconds_all_queries"] / eng["seconds"],
         "quickdraw": qd,
         "targets": {"max_abs_diff": 1e-9, "speed_ratio": 20.0, "engine_peak_mb": 2048, "quickdraw_peak_mb": 8192},
     }
@@ -255,6 +313,11 @@ def main(argv=None) -> int:
     print(f"{'stage':<12}{'size':>22}{'seconds':>11}{'peak MB':>10}")
     print(f"{'engine':<12}{sizes['q']:>10,} x {sizes['g']:<9,}{eng['seconds']:>11.2f}{eng['peak_rss_mb']:>10.0f}")
     print(f"{'numpy_ref':<12}{sizes['q']:>10,} x {sizes['g']:<9,}{ref['seconds']:>11.2f}{ref['peak_rss_mb']:>10.0f}")
+    print(f"{'official*':<12}{off['queries']:>10,} x {sizes['g']:<9,}{off['seconds']:>11.2f}{off['peak_rss_mb']:>10.0f}"
+          f"   (* released-code style loop, {off['seconds_per_query'] * 1e3:.1f} ms/query -> "
+          f"{off['projected_seconds_all_queries']:.0f} s projected for {sizes['q']:,} queries, "
+          f"{result['speed_ratio_official_style_projected']:.0f}x the engine; "
+          f"max diff {off['max_abs_diff_vs_engine']:.1e})")
     if qd:
         print(f"{'quickdraw':<12}{sizes['qd_q']:>10,} x {sizes['qd_g']:<9,}{qd['seconds']:>11.2f}"
               f"{qd['peak_rss_mb']:>10.0f}")
