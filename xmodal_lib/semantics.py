@@ -25,6 +25,7 @@ calls them with the SEEN class names only (see ``xmodal_lib.pipelines.crossatnet
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -49,6 +50,7 @@ def name_to_text(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").split())
 
 
+@functools.lru_cache(maxsize=2)
 def _minilm_model(offline: bool = True, device: str = "cpu"):
     try:
         from sentence_transformers import SentenceTransformer

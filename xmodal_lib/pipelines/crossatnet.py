@@ -178,6 +178,19 @@ def image_loaders(cfg: CrossATNetRunConfig):
             ImageLoader(cfg.img_size, normalize="imagenet"))
 
 
+def load_images(cfg: CrossATNetRunConfig, index: SBIRIndex, progress: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+    """Preload ``{"train": (sketches, photos), "test": (sketches, photos)}`` once, in index order."""
+    from ..data import preload
+
+    ls, lp = image_loaders(cfg)
+    out = {}
+    for split in ("train", "test"):
+        sub = index.subset(split)
+        out[split] = (preload(sub.sketches, ls, f"{split} sketches", progress),
+                      preload(sub.photos, lp, f"{split} photos", progress))
+    return out
+
+
 def _u64(*key: int) -> int:
     return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), "little")
 
@@ -414,6 +427,20 @@ def evaluate(net: CrossATNet, emb: Embedded, metrics: Sequence[str] = ("map_all_
                                                largest=False),
                             "score_seconds": t_ham, "bytes_per_item": float(gc.shape[1])}
     return rows
+
+
+def random_ranking_metrics(query_labels: Sequence[str], gallery_labels: Sequence[str],
+                           metrics: Sequence[str] = ("map_all_voc", "p@100"), repeats: int = 5,
+                           seed: int = 0) -> dict[str, float]:
+    """Chance level measured with the metric engine: mean metrics of uniformly random scores."""
+    acc: dict[str, float] = {m: 0.0 for m in metrics}
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(repeats):
+        r = category_metrics(torch.rand(len(query_labels), len(gallery_labels), generator=g),
+                             list(query_labels), list(gallery_labels), metrics)
+        for m in metrics:
+            acc[m] += r[m] / repeats
+    return acc
 
 
 def run_variant(cfg: CrossATNetRunConfig, index: SBIRIndex, out_dir: str | Path,

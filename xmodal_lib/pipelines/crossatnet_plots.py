@@ -1,0 +1,115 @@
+"""Figures of notebook 03 (CrossATNet): the class graph, attention maps, Hamming vs real retrieval.
+
+Pure plotting functions: tensors in, a matplotlib figure out (the notebook saves it with
+``xmodal_lib.viz.plots.save_fig``).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
+
+from ..models.gcn import cosine_distances
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def pca_2d(x: Tensor, basis: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """2-D PCA coordinates of rows of ``x`` [C, d]; returns ``(coords [C, 2], (mean, components))``
+    packed as one tensor [3, d] so other points can be projected with the same ``basis``."""
+    x = x.double()
+    if basis is None:
+        mean = x.mean(0, keepdim=True)
+        _, _, v = torch.linalg.svd(x - mean, full_matrices=False)
+        basis = torch.cat([mean, v[:2]])  # (3, d)
+    return ((x - basis[:1]) @ basis[1:].T).float(), basis
+
+
+def plot_class_graph(names: Sequence[str], features: Tensor, adjacency: Tensor,
+                     extra_names: Sequence[str] = (), extra_features: Tensor | None = None,
+                     extra_k: int = 2, title: str = "", label_every: int = 1) -> plt.Figure:
+    """The seen-class graph drawn on a 2-D PCA of the class-name embeddings.
+
+    ``extra_*`` (e.g. unseen classes, for the figure only, after training) are projected onto the
+    same axes and linked with dashed lines to their ``extra_k`` nearest seen classes.
+    """
+    xy, basis = pca_2d(features)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ii, jj = torch.nonzero(torch.triu(adjacency, diagonal=1), as_tuple=True)
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        ax.plot([xy[i, 0], xy[j, 0]], [xy[i, 1], xy[j, 1]], color="0.65", lw=0.8, zorder=1)
+    ax.scatter(xy[:, 0], xy[:, 1], s=28, color="#1f77b4", zorder=2, label="seen class (graph node)")
+    for k, n in enumerate(names):
+        if k % max(1, label_every) == 0:
+            ax.annotate(n, (xy[k, 0], xy[k, 1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if extra_features is not None and len(extra_names):
+        exy, _ = pca_2d(extra_features, basis)
+        d = cosine_distances(torch.cat([extra_features, features]).float())[: len(extra_names), len(extra_names):]
+        for e in range(len(extra_names)):
+            for j in torch.argsort(d[e], stable=True)[:extra_k].tolist():
+                ax.plot([exy[e, 0], xy[j, 0]], [exy[e, 1], xy[j, 1]], color="#d62728", lw=0.8, ls="--", zorder=1)
+            ax.annotate(extra_names[e], (exy[e, 0], exy[e, 1]), fontsize=8, color="#d62728",
+                        xytext=(3, -9), textcoords="offset points")
+        ax.scatter(exy[:, 0], exy[:, 1], s=90, marker="*", color="#d62728", zorder=3,
+                   label=f"unseen class (not in the graph; {extra_k} nearest seen)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "Seen-class graph on a 2-D PCA of class-name embeddings")
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _show(img: Tensor) -> Tensor:
+    return (img.cpu() * _STD + _MEAN).clamp(0, 1).permute(1, 2, 0)  # (H, W, 3)
+
+
+def plot_attention(sketches: Tensor, photos: Tensor, guided: Tensor, own: Tensor | None = None,
+                   titles: Sequence[str] = ()) -> plt.Figure:
+    """Rows: examples. Columns: sketch, photo, sketch-guided attention on the photo, the photo's
+    own attention (the retrieval path). Images are ImageNet-normalised [B, 3, H, W]; maps [B, h, w]."""
+    b = sketches.shape[0]
+    cols = 4 if own is not None else 3
+    fig, axes = plt.subplots(b, cols, figsize=(2.2 * cols, 2.2 * b), squeeze=False)
+    size = photos.shape[-2:]
+    for r in range(b):
+        up_g = torch.nn.functional.interpolate(guided[r][None, None].float(), size=size, mode="bilinear",
+                                               align_corners=False)[0, 0]
+        panels = [(_show(sketches[r]), None, "sketch (query)"), (_show(photos[r]), None, "photo"),
+                  (_show(photos[r]), up_g, "sketch-guided attention")]
+        if own is not None:
+            up_o = torch.nn.functional.interpolate(own[r][None, None].float(), size=size, mode="bilinear",
+                                                   align_corners=False)[0, 0]
+            panels.append((_show(photos[r]), up_o, "photo's own attention"))
+        for c, (img, att, name) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(img)
+            if att is not None:
+                ax.imshow(att, cmap="jet", alpha=0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+        if titles:
+            axes[r, 0].set_ylabel(titles[r], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_hash_tradeoff(rows: Mapping[str, Mapping[str, float]], metric: str = "map_all_voc") -> plt.Figure:
+    """Accuracy, score time and gallery bytes per item for ``real`` and each ``hash<b>`` row."""
+    keys = [k for k in rows if k == "real" or k.startswith("hash")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    colors = ["#1f77b4" if k == "real" else "#2ca02c" for k in keys]
+    for ax, (field, label) in zip(axes, [(metric, metric), ("score_seconds", "Q x G scoring time (s)"),
+                                         ("bytes_per_item", "bytes per gallery item")]):
+        vals = [float(rows[k][field]) for k in keys]
+        bars = ax.bar(keys, vals, color=colors)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
+        ax.set_title(label, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
