@@ -164,6 +164,8 @@ def test_failing_notebook_stops_run_and_names_cell(nbdir: Path, tmp_path: Path) 
     assert json.loads((run / "results.json").read_text()) == {"first": {"epochs": 2, "seed": 3, "lr": 0.001}}
     assert (run / "artifacts" / "results" / "first.json").is_file()
     assert man["seeds"]["00_first"] == {"SEED": 3}
+    report = (run / "results.md").read_text()
+    assert "| 01_boom.ipynb | failed |" in report and "| 02_never.ipynb | pending |" in report
 
 
 @pytest.mark.slow
@@ -191,7 +193,8 @@ def test_reproduce_only_00_writes_manifest_and_results(tmp_path: Path, repo: Pat
     counts = results["00_data_tour"]["synthetic"]
     assert counts["photos"] > 0 and counts["sketches"] >= 2 * counts["photos"]
     assert counts["unseen"] > 0
-    assert "| 00_data_tour | synthetic.photos |" in (run / "results.md").read_text()
+    report = (run / "results.md").read_text()
+    assert "| 00_data_tour | synthetic.photos |" in report and "| 00_data_tour.ipynb | ok |" in report
     assert any((tmp_path / "figures").glob("00_*.png"))
     assert "00_data_tour.ipynb" in proc.stdout and "total" in proc.stdout
 

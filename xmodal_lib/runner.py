@@ -484,7 +484,7 @@ def reproduce(
                 os.environ[k] = v
         results = collect_results(artifacts)
         _write_json(run_dir / "results.json", results)
-        (run_dir / "results.md").write_text(results_markdown(results), encoding="utf-8")
+        (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
         manifest["total_wall_s"] = round(time.perf_counter() - t_all, 2)
         manifest["status"] = "failed" if failure else (
             "ok" if all(r.status == "ok" for r in records) else "interrupted"
@@ -497,6 +497,29 @@ def reproduce(
     if failure:
         raise failure
     return run_dir
+
+
+def run_report(manifest: Mapping[str, Any], records: list[NotebookRecord], results: Mapping[str, Any]) -> str:
+    """``results.md``: the run's setting, a notebook table and the results table."""
+    git = manifest.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    dev = manifest.get("device") or {}
+    lines = [
+        f"# xmodal run {manifest.get('xmodal_run')}",
+        "",
+        f"profile `{manifest.get('profile')}`, commit `{commit}`, device {dev.get('type')} "
+        f"({dev.get('name')}), python {manifest.get('python')}, "
+        f"torch {(manifest.get('packages') or {}).get('torch')}, status **{manifest.get('status')}**",
+        "",
+        "| notebook | status | wall time (s) | parameters set |",
+        "|---|---|---|---|",
+    ]
+    for r in records:
+        shown = ", ".join(f"{k}={v!r}" for k, v in r.injected.items()) or "defaults"
+        wall = f"{r.wall_s:.1f}" if r.wall_s is not None else "-"
+        lines.append(f"| {r.name} | {r.status} | {wall} | {_fmt(shown)} |")
+    lines += ["", "## Results", "", results_markdown(results)]
+    return "\n".join(lines)
 
 
 def summary_table(records: list[NotebookRecord], total_s: float | None) -> str:
