@@ -138,12 +138,16 @@ def fg_ranks(scores: torch.Tensor, true_index, largest: bool = True,
         raise ValueError(f"true_index must lie in [0, {g_n}), got range [{int(t.min())}, {int(t.max())}]")
     rows = _chunk_rows(g_n, chunk_size)
     out = torch.empty(q_n, dtype=torch.int64, device=scores.device)
-    for a in range(0, q_n, rows):
-        s = scores[a:a + rows]  # (q, G)
+    def block(a: int, b: int) -> None:
+        s = scores[a:b]  # (q, G)
         _check_finite(s)
-        true_s = s.gather(1, t[a:a + rows, None])  # (q, 1)
+        true_s = s.gather(1, t[a:b, None])  # (q, 1)
         better = (s >= true_s) if largest else (s <= true_s)
-        out[a:a + rows] = better.sum(1)
+        out[a:b] = better.sum(1)
+
+    for a in range(0, q_n, rows):
+        n = min(rows, q_n - a)
+        _row_parallel(lambda i, j: block(a + i, a + j), n, scores.device)
     return out
 
 
@@ -203,27 +207,30 @@ SORT_BACKEND = "auto"
 _SORT_THREADS = [0]  # threads for the row sorts while torch itself runs single-threaded (0 = torch's)
 
 
-class _SmallOpsSingleThread:
-    """Run the many small per-hit torch ops single-threaded on CPU, keep the row sorts parallel.
+def _row_parallel(fn, n_rows: int, device: torch.device) -> list:
+    """``[fn(a, b) for each row block]``, blocks run concurrently on CPU.
 
-    OpenMP regions on tiny tensors cost more than they save on a shared 2-core machine (a thread
-    descheduled by another process stalls every region), so torch is set to 1 thread inside
-    ``add`` and restored afterwards; the sorts use a thread pool of the original size.
+    With more than one torch thread on CPU, the rows are split into one block per thread and the
+    blocks run in Python threads while torch itself is single-threaded (torch ops release the
+    GIL). On a shared 2-core machine this beats OpenMP regions on the many small per-hit ops,
+    which stall whenever one of their threads is descheduled. Results come back in block order.
     """
+    n_thr = torch.get_num_threads()
+    if device.type != "cpu" or n_thr <= 1 or n_rows < 2:
+        return [fn(0, n_rows)]
+    from concurrent.futures import ThreadPoolExecutor
 
-    def __init__(self, device: torch.device) -> None:
-        self.active = device.type == "cpu" and torch.get_num_threads() > 1
+    bounds = np.linspace(0, n_rows, min(n_thr, n_rows) + 1).astype(int).tolist()
+    torch.set_num_threads(1)
+    _SORT_THREADS[0] = 1
+    try:
+        with ThreadPoolExecutor(len(bounds) - 1) as ex:
+            return list(ex.map(lambda ab: fn(*ab), zip(bounds[:-1], bounds[1:])))
+    finally:
+        torch.set_num_threads(n_thr)
+        _SORT_THREADS[0] = 0
 
-    def __enter__(self) -> None:
-        if self.active:
-            self.prev = torch.get_num_threads()
-            _SORT_THREADS[0] = self.prev
-            torch.set_num_threads(1)
 
-    def __exit__(self, *exc) -> None:
-        if self.active:
-            torch.set_num_threads(self.prev)
-            _SORT_THREADS[0] = 0
 _MAX_COMPOSITE_G = 1 << 30
 
 
@@ -445,14 +452,20 @@ class CategoryAccumulator:
         g_n = scores.shape[1]
         if g_n != gl.numel():
             raise ValueError(f"scores have {g_n} gallery columns but gallery_labels has {gl.numel()}")
-        # sparse view: one entry per relevant hit, grouped by query, in rank order
-        with _SmallOpsSingleThread(scores.device):
-            self._add(scores, ql, gl)
-
-    def _add(self, scores: torch.Tensor, ql: torch.Tensor, gl: torch.Tensor) -> None:
-        g_n = scores.shape[1]
         if self._lab is None or self._lab.gl.device != gl.device:
             self._lab = _LabelIndex(gl)
+        blocks = _row_parallel(lambda a, b: self._compute(scores[a:b], ql[a:b]), scores.shape[0], scores.device)
+        for vals, pr, valid in blocks:
+            for k, v in vals.items():
+                self._parts[k].append(v)
+            if pr is not None:
+                self._pr.append(pr)
+            self._valid.append(valid)
+
+    def _compute(self, scores: torch.Tensor, ql: torch.Tensor):
+        """Per-query values of one block: ({metric: float64 [q]}, pr [q, n_levels] or None, valid [q])."""
+        g_n = scores.shape[1]
+        # sparse view: one entry per relevant hit, grouped by query, in rank order
         row, col = _ranked_hits(scores, ql, self._lab, self.largest, self.ties)  # (nnz,), 0-based ranks
         q_n, dev = scores.shape[0], scores.device
         big_r = torch.bincount(row, minlength=q_n)  # (q,) relevant items per query
@@ -469,6 +482,8 @@ class CategoryAccumulator:
         def per_row_sum(v: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return torch.zeros(q_n, dtype=torch.float64, device=dev).index_add_(0, rows, v)
 
+        out: dict[str, torch.Tensor] = {}
+        pr_out = None
         for spec in self.specs:
             if spec.kind == "map_all":
                 val = per_row_sum(prec, row) / r64
@@ -494,15 +509,15 @@ class CategoryAccumulator:
                             val = torch.where(found > 0, hit_sum / found.clamp(min=1), 0.0)
                         else:  # strict / voc: divide by min(K, R)
                             val = hit_sum / minr.to(torch.float64)
-            self._parts[spec.name].append(torch.where(valid, val, nan).cpu())
+            out[spec.name] = torch.where(valid, val, nan).cpu()
         if self.recall_levels is not None:
             lv = self.recall_levels.to(device=dev, dtype=torch.float64)
             # j-th hit reaches recall j/R >= level (tolerance guards 0.1*30 = 3.0000000000000004)
             j = torch.clamp(torch.ceil(lv[None, :] * r64[:, None] - 1e-9), min=1).to(torch.int64)  # (q, n_lv)
             idx = (starts[:, None] + j - 1).clamp(0, max(row.numel() - 1, 0))
             pr = iprec[idx] if row.numel() else torch.zeros_like(idx, dtype=torch.float64)
-            self._pr.append(torch.where(valid[:, None], pr, torch.nan).cpu())
-        self._valid.append(valid.cpu())
+            pr_out = torch.where(valid[:, None], pr, torch.nan).cpu()
+        return out, pr_out, valid.cpu()
 
     def per_query(self) -> dict[str, torch.Tensor]:
         """float64 [Q] per metric, NaN for queries without any relevant gallery item."""
