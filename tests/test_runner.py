@@ -165,7 +165,7 @@ def test_failing_notebook_stops_run_and_names_cell(nbdir: Path, tmp_path: Path) 
     assert (run / "artifacts" / "results" / "first.json").is_file()
     assert man["seeds"]["00_first"] == {"SEED": 3}
     report = (run / "results.md").read_text()
-    assert "| 01_boom.ipynb | failed |" in report and "| 02_never.ipynb | pending |" in report
+    assert "status **failed**" in report and "| 01_boom.ipynb | failed |" in report and "| 02_never.ipynb | pending |" in report
 
 
 @pytest.mark.slow
@@ -194,6 +194,7 @@ def test_reproduce_only_00_writes_manifest_and_results(tmp_path: Path, repo: Pat
     assert counts["photos"] > 0 and counts["sketches"] >= 2 * counts["photos"]
     assert counts["unseen"] > 0
     report = (run / "results.md").read_text()
+    assert "status **ok**" in report
     assert "| 00_data_tour | synthetic.photos |" in report and "| 00_data_tour.ipynb | ok |" in report
     assert any((tmp_path / "figures").glob("00_*.png"))
     assert "00_data_tour.ipynb" in proc.stdout and "total" in proc.stdout

@@ -483,14 +483,14 @@ def reproduce(
             else:
                 os.environ[k] = v
         results = collect_results(artifacts)
-        _write_json(run_dir / "results.json", results)
-        (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
         manifest["total_wall_s"] = round(time.perf_counter() - t_all, 2)
         manifest["status"] = "failed" if failure else (
             "ok" if all(r.status == "ok" for r in records) else "interrupted"
         )
         manifest["results"] = sorted(results)
         flush()
+        _write_json(run_dir / "results.json", results)
+        (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
     log(summary_table(records, manifest["total_wall_s"]))
     log(results_markdown(results))
     log(f"run folder: {run_dir}")
