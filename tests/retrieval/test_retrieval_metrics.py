@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score
 
 
 from xmodal_lib.retrieval import metrics as M
+from xmodal_lib.retrieval import ranking as RK
 from xmodal_lib.retrieval.search import similarity
 
 # the suite runs with --import-mode=importlib: load the sibling reference module by path
@@ -66,7 +67,7 @@ def test_tie_modes_bound_the_stable_value():
     g = torch.Generator().manual_seed(4)
     scores = torch.randint(0, 2, (30, 50), generator=g).float()
     ql, gl = torch.randint(0, 3, (30,), generator=g), torch.randint(0, 3, (50,), generator=g)
-    res = {t: M.category_metrics(scores, ql, gl, ("map_all", "map_all_voc"), ties=t) for t in M._TIES}
+    res = {t: M.category_metrics(scores, ql, gl, ("map_all", "map_all_voc"), ties=t) for t in RK.TIES}
     for m in ("map_all", "map_all_voc"):
         assert res["pessimistic"][m] <= res["stable"][m] <= res["optimistic"][m]
         assert res["pessimistic"][m] < res["optimistic"][m]  # ties matter with 2 score values
@@ -234,7 +235,7 @@ def test_sort_backends_agree(monkeypatch, ties, dtype):
     ql, gl = torch.randint(0, 3, (40,), generator=g), torch.randint(0, 3, (33,), generator=g)
     out = {}
     for backend in ("auto", "composite", "torch", "reference"):
-        monkeypatch.setattr(M, "SORT_BACKEND", backend)
+        monkeypatch.setattr(RK, "SORT_BACKEND", backend)
         out[backend] = M.category_metrics_per_query(scores, ql, gl, ALL, largest=True, ties=ties, chunk_size=9)
     for m in ALL:
         np.testing.assert_array_equal(out["auto"][m].numpy(), out["reference"][m].numpy(), err_msg=m)
@@ -267,7 +268,7 @@ def test_counting_path_with_a_few_ties(monkeypatch, ties, largest):
     def no_sort(*a, **k):
         raise AssertionError("fell back to the full sort")
 
-    monkeypatch.setattr(M, "_hits_by_sort", no_sort)
+    monkeypatch.setattr(RK, "_hits_by_sort", no_sort)
     _compare(scores, ql, gl, largest=largest, ties=ties, chunk_size=8)
 
 
@@ -276,6 +277,6 @@ def test_counting_path_blocks_of_tied_hits(monkeypatch):
     g = torch.Generator().manual_seed(14)
     scores = torch.round(torch.randn(100, 300, generator=g) * 400) / 400  # ~2k distinct values: some ties
     ql, gl = torch.randint(0, 4, (100,), generator=g), torch.randint(0, 4, (300,), generator=g)
-    monkeypatch.setattr(M, "_hits_by_sort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("full sort")))
-    for ties in M._TIES:
+    monkeypatch.setattr(RK, "_hits_by_sort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("full sort")))
+    for ties in RK.TIES:
         _compare(scores, ql, gl, ("map_all_voc", "map_all", "map@20_voc", "p@20_minr"), ties=ties, chunk_size=50)
