@@ -10,7 +10,7 @@ from PIL import Image
 
 from xmodal_lib.data.index import DataError, Record, SBIRIndex
 from xmodal_lib.pipelines.crossatnet import (CrossATNetRunConfig, build_class_graph, check_seen_only, evaluate,
-                                             embed_test, train)
+                                             embed_test, load_artifact, save_artifact, train)
 from xmodal_lib.semantics import SemanticsError, class_embeddings, make_embedder
 
 SENTINEL = "sentinel_unseen"
@@ -72,9 +72,17 @@ def test_training_never_touches_the_unseen_class(tmp_path):
         check_seen_only(bad, [SENTINEL])
 
 
-def test_evaluation_runs_on_unseen_classes_only(tmp_path):
+def test_evaluation_runs_on_unseen_classes_only(tmp_path, monkeypatch):
     idx = _tiny_index(tmp_path / "data")
     trained = train(_cfg(), idx.subset("train"), tmp_path / "run", embed_fn=make_embedder("hashing"), progress=False)
+    # the artifact handed to notebook 05 reloads strictly to the same network
+    monkeypatch.setenv("XMODAL_ARTIFACTS", str(tmp_path / "artifacts"))
+    path = save_artifact(trained.net, _cfg())
+    net2, cfg2 = load_artifact(path.with_suffix(""))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net2.encode_photo(x), trained.net.eval().encode_photo(x), atol=1e-6)
+    assert cfg2.hash_bits == (8,) and cfg2.embed_dim == 16
     # a readable test class for evaluation: replace the sentinel files by images
     test = idx.subset("test")
     for r in [*test.photos, *test.sketches]:

@@ -278,6 +278,7 @@ cells = [
             "wall_seconds": time.perf_counter() - T0,
         }
         print(write_results("03_crossatnet_zero_shot", RESULTS))
+        print(cat.save_artifact(FULL.net, CFG))  # reused by notebook 05 instead of retraining
         print(f"notebook wall time {RESULTS['wall_seconds']:.1f} s")
         """
     ),

@@ -6,25 +6,22 @@ training part of an index and refuses any record of an unseen class or of the te
 (:func:`build_class_graph` refuses unseen names), so no name, vector or image of an unseen
 class reaches training. Unseen classes appear only in :func:`evaluate`.
 
-Training pairs: item ``i`` is sketch ``i`` of the seen set with a photo of the SAME class drawn
-by a seeded hash of ``(seed, epoch, i)`` (category-level pairs, as in ZS-SBIR; the instance
-pairing of Sketchy is not used), plus a horizontal flip of each image decided the same way.
+Data and training pairs: :mod:`xmodal_lib.pipelines.crossatnet_data` (re-exported here).
 Evaluation: every unseen-class sketch queries every unseen-class photo; real-valued retrieval by
 cosine similarity, hashing by Hamming distance of packed codes; metrics only through
 :func:`xmodal_lib.retrieval.metrics.category_metrics`.
 """
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..data.index import DataError, Record, SBIRIndex
+from ..data.index import DataError, SBIRIndex
 from ..losses.crossatnet import (MINING, attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
                                  quantization_loss, semantic_alignment_loss)
 from ..models.crossatnet import CrossATNet, CrossATNetConfig
@@ -32,6 +29,13 @@ from ..models.gcn import GCN, build_graph, normalize_adjacency
 from ..retrieval.codes import hamming_distance, pack_bits
 from ..retrieval.metrics import category_metrics
 from ..semantics import EmbedFn, make_embedder
+from .crossatnet_data import PairDataset, check_seen_only, image_loaders, load_images, load_index
+
+__all__ = ["CrossATNetRunConfig", "load_index", "check_seen_only", "image_loaders", "load_images", "PairDataset",
+           "ClassGraph", "build_class_graph", "CrossATNetTrainer", "crossatnet_step", "TrainedCrossATNet", "train",
+           "embed", "Embedded", "embed_test", "evaluate", "random_ranking_metrics", "run_variant", "ablations",
+           "save_artifact", "load_artifact", "ARTIFACT"]
+ARTIFACT = "crossatnet_zero_shot"
 
 SKETCHY21_METRICS = ("map_all_voc", "p@100", "map@200_strict", "p@200")
 
@@ -145,88 +149,6 @@ class CrossATNetRunConfig:
         d = asdict(self)
         d["hash_bits"], d["metrics"] = list(self.hash_bits), list(self.metrics)
         return d
-
-
-# ---- data -----------------------------------------------------------------------------------------
-def load_index(cfg: CrossATNetRunConfig) -> SBIRIndex:
-    """The zero-shot index of ``cfg.dataset`` (unseen-class records have split "test")."""
-    from ..data import open_dataset
-
-    if cfg.dataset != "synthetic" and cfg.data_root is None:
-        raise ValueError(f"CrossATNetRunConfig.data_root is required for dataset={cfg.dataset!r}")
-    idx = open_dataset(cfg.dataset, cfg.data_root, split=cfg.split)
-    if not idx.unseen:
-        raise DataError(f"{idx.name}: no unseen classes; CrossATNet needs a zero-shot split")
-    return idx
-
-
-def check_seen_only(records: Sequence[Record], unseen: Sequence[str], where: str = "training") -> None:
-    """Raise :class:`DataError` if any record belongs to an unseen class or to the test split."""
-    u = set(unseen)
-    bad = [r for r in records if r.label in u or r.split != "train"]
-    if bad:
-        r = bad[0]
-        raise DataError(f"{where}: {len(bad)} record(s) of unseen classes / test split, e.g. {r.path} "
-                        f"(class {r.label!r}, split {r.split!r}); pass index.subset('train')")
-
-
-def image_loaders(cfg: CrossATNetRunConfig):
-    """``(sketch_loader, photo_loader)``: ImageNet-normalised, sketches cropped to their ink."""
-    from ..data import ImageLoader
-
-    return (ImageLoader(cfg.img_size, normalize="imagenet", sketch_crop=True),
-            ImageLoader(cfg.img_size, normalize="imagenet"))
-
-
-def load_images(cfg: CrossATNetRunConfig, index: SBIRIndex, progress: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
-    """Preload ``{"train": (sketches, photos), "test": (sketches, photos)}`` once, in index order."""
-    from ..data import preload
-
-    ls, lp = image_loaders(cfg)
-    out = {}
-    for split in ("train", "test"):
-        sub = index.subset(split)
-        out[split] = (preload(sub.sketches, ls, f"{split} sketches", progress),
-                      preload(sub.photos, lp, f"{split} photos", progress))
-    return out
-
-
-def _u64(*key: int) -> int:
-    return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), "little")
-
-
-class PairDataset(torch.utils.data.Dataset):
-    """``dataset[i] -> (sketch [3,H,W], photo [3,H,W], class id)``, a pure function of (seed, epoch, i)."""
-
-    def __init__(self, sketches: Tensor, sketch_labels: Tensor, photos: Tensor, photo_labels: Tensor,
-                 seed: int = 0, augment: bool = True) -> None:
-        missing = set(sketch_labels.tolist()) - set(photo_labels.tolist())
-        if missing:
-            raise DataError(f"PairDataset: classes {sorted(missing)[:10]} have sketches but no photos")
-        self.sketches, self.sketch_labels = sketches, sketch_labels
-        self.photos, self.photo_labels = photos, photo_labels
-        self.by_class = {int(c): torch.nonzero(photo_labels == c).flatten() for c in photo_labels.unique()}
-        self.seed, self.augment, self.epoch = seed, augment, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the pairing/augmentation stream of ``epoch`` (called by ``fit``)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sketch_labels)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        y = int(self.sketch_labels[i])
-        h = _u64(self.seed, self.epoch, i)
-        cand = self.by_class[y]
-        p = self.photos[cand[h % len(cand)]]
-        s = self.sketches[i]
-        if self.augment:
-            if (h >> 20) & 1:
-                s = s.flip(-1)
-            if (h >> 21) & 1:
-                p = p.flip(-1)
-        return s, p, torch.tensor(y)
 
 
 # ---- semantics ------------------------------------------------------------------------------------
@@ -467,3 +389,29 @@ def ablations(cfg: CrossATNetRunConfig) -> dict[str, CrossATNetRunConfig]:
         "no_gcn": replace(cfg, use_gcn=False),
         "no_hashing": replace(cfg, hash_bits=()),
     }
+
+
+def save_artifact(net: CrossATNet, cfg: CrossATNetRunConfig, name: str = ARTIFACT) -> Path:
+    """Save the retrieval network to ``artifacts_dir()/<name>`` (safetensors + JSON with the run config),
+    which notebook 05 reuses instead of retraining."""
+    from ..checkpoint import save_weights
+    from ..paths import artifacts_dir
+
+    return save_weights(net, artifacts_dir() / name, config=cfg.to_dict())
+
+
+def load_artifact(path: str | Path) -> tuple[CrossATNet, CrossATNetRunConfig]:
+    """Rebuild a network saved by :func:`save_artifact` (strict loading, random-init backbone first)."""
+    import json
+
+    from ..checkpoint import load_weights
+
+    p = Path(path)
+    meta = json.loads(p.with_name(p.name + ".json").read_text())
+    stored = meta.get("config", meta)
+    names = set(CrossATNetRunConfig.__dataclass_fields__)
+    cfg = CrossATNetRunConfig(**{k: v for k, v in stored.items() if k in names})
+    cfg.pretrained = False
+    net = CrossATNet(cfg.model_config())
+    load_weights(net, p, strict=True)
+    return net.eval(), cfg
