@@ -280,3 +280,15 @@ def test_counting_path_blocks_of_tied_hits(monkeypatch):
     monkeypatch.setattr(RK, "_hits_by_sort", lambda *a, **k: (_ for _ in ()).throw(AssertionError("full sort")))
     for ties in RK.TIES:
         _compare(scores, ql, gl, ("map_all_voc", "map_all", "map@20_voc", "p@20_minr"), ties=ties, chunk_size=50)
+
+
+@pytest.mark.parametrize("backend", ["torch", "composite", "reference"])
+def test_backends_on_continuous_scores(monkeypatch, backend):
+    # "torch" = the GPU code path (torch.sort of the values + binary search), run on CPU here
+    g = torch.Generator().manual_seed(15)
+    scores = torch.randn(25, 70, generator=g)
+    scores[3, 10:13] = scores[3, 0]  # one tie group
+    ql, gl = torch.randint(0, 3, (25,), generator=g), torch.randint(0, 3, (70,), generator=g)
+    monkeypatch.setattr(RK, "SORT_BACKEND", backend)
+    for ties in RK.TIES:
+        _compare(scores, ql, gl, ties=ties, chunk_size=6)

@@ -26,8 +26,13 @@ Conventions (methods_spec.md §1.8, §3.9, §4):
   irrelevant items first within a tie, ``"optimistic"`` relevant ones first (bounds for ties).
 * Queries with no relevant gallery item get NaN for every category metric and are excluded from
   the mean (``nanmean``, as the official code does); ``n_valid`` counts the queries that remain.
-* Everything is torch, runs on the device of ``scores``, and is chunked over queries so memory is
-  bounded by ``chunk_size x G``; sums are accumulated in float64.
+* Which paper table uses which name: ZSE-SBIR / SAKE mAP@all = ``map_all_voc``, their mAP@200 =
+  ``map@200_voc``, their Prec@K = ``p@K_minr`` (equal to ``p@K`` when every class has >= K
+  gallery items); Doodle2Search-style mAP@200 = ``map@200_lenient``.
+* Runs on the device of ``scores`` (torch; on CPU the row sorts use NumPy's SIMD sort), chunked
+  over queries so memory is bounded by ``chunk_size x G``; precision sums are float64. How ranks
+  are found without ranking every gallery item: :mod:`xmodal_lib.retrieval.ranking`.
+* float16 / bfloat16 scores are ranked as float32 (exact); int64 as float64.
 """
 from __future__ import annotations
 
@@ -349,8 +354,9 @@ def category_metrics(scores: torch.Tensor, query_labels, gallery_labels,
 
     ``scores`` [Q, G] similarities (``largest=True``) or distances (``largest=False``);
     ``query_labels`` [Q], ``gallery_labels`` [G] (ints or strings). ``chunk_size`` = queries per
-    chunk (default keeps chunks near 16M elements, ~64 MB of float32). Queries without a relevant gallery item are NaN
-    and excluded from the means (nanmean); the dict also holds ``n_queries`` and ``n_valid``.
+    chunk (default: chunks of ~16M elements). Queries without a relevant gallery item are NaN and
+    excluded from the means (nanmean); the dict also holds ``n_queries`` and ``n_valid``.
+    ``ties``: "stable" (equal scores in gallery-index order), "pessimistic" or "optimistic".
     """
     return _run(scores, query_labels, gallery_labels, metrics, largest, chunk_size, ties).result()
 

@@ -37,9 +37,10 @@ def check_finite(chunk: torch.Tensor, name: str = "scores") -> None:
 
 
 #: how hits are ranked: "auto" (count-based ranks of the relevant items on float32 scores, falling
-#: back to "composite" otherwise), "composite" (full sort of unique int64 keys; NumPy's SIMD sort on
-#: CPU, torch elsewhere), "torch" (composite keys sorted by torch.sort), or "reference" (plain stable
-#: torch.sort of the scores; slow). All give identical results; the tests cross-check them.
+#: back to the composite-key sort otherwise; NumPy's SIMD sort on CPU, torch.sort elsewhere),
+#: "torch" (same, always torch.sort: the GPU code path, testable on CPU), "composite" (always the
+#: full composite-key sort), or "reference" (plain stable torch.sort of the scores; slow).
+#: All give identical results; the tests cross-check them.
 SORT_BACKEND = "auto"
 _SORT_THREADS = [0]  # threads for the row sorts while torch itself runs single-threaded (0 = torch's)
 
@@ -133,7 +134,7 @@ def _hits_by_sort(s: torch.Tensor, rel0: torch.Tensor, largest: bool, ties: str)
 
 def _sorted_values(s: torch.Tensor) -> torch.Tensor:
     """Each row of ``s`` sorted ascending (a new tensor); NumPy's SIMD sort on CPU, row blocks in threads."""
-    if s.device.type != "cpu":
+    if s.device.type != "cpu" or SORT_BACKEND == "torch":
         return torch.sort(s, dim=1).values
     out = s.clone()
     arr = out.numpy()
@@ -234,7 +235,7 @@ def ranked_hits(s: torch.Tensor, ql: torch.Tensor, lab: LabelIndex, largest: boo
     """0-based ranks of all relevant gallery items per query: (row [nnz], rank [nnz]), grouped by row,
     ranks ascending; the ranking follows ``largest`` and the tie rule ``ties``."""
     s = sort_dtype(s)
-    if SORT_BACKEND == "auto" and s.dtype == torch.float32:
+    if SORT_BACKEND in ("auto", "torch") and s.dtype == torch.float32:
         out = _hits_by_counting(s, ql, lab, largest, ties)
         if out is not None:
             return out
