@@ -268,7 +268,7 @@ def _fg_index(cfg: ZSEPipelineConfig, category: str, split: str) -> SBIRIndex:
     root = shared_data_dir()
     if root is None:
         raise DataError("qmul_v1 needs ../shared/data (absent)")
-    return open_dataset("qmul_v1", root=root / "qmul_v1", split=split).of_classes([category])
+    return open_dataset("qmul_v1", root=root / "qmul_v1" / category, split=split, label=category)
 
 
 def run_fine_grained(cfg: ZSEPipelineConfig, out_dir: str | Path, desc: str = "zse-fg") -> dict[str, Any]:
