@@ -49,6 +49,25 @@ def to_display_image(x: torch.Tensor | np.ndarray, mean: Sequence[float] | None 
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
+#: input normalisations of :class:`xmodal_lib.data.transforms.ImageLoader` as (mean, std)
+NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "none": None,
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def denormalize(x: torch.Tensor | np.ndarray, norm: str | None = None) -> np.ndarray:
+    """Model input -> display image ``(H, W, 3)`` in [0, 1]; ``norm`` names the loader's
+    normalisation (``"none" | "half" | "imagenet"``), None = guess (see :func:`to_display_image`)."""
+    if norm is None:
+        return to_display_image(x)
+    if norm not in NORMS:
+        raise ValueError(f"norm: expected one of {list(NORMS)} or None, got {norm!r}")
+    ms = NORMS[norm]
+    return to_display_image(x, (0.0,) * 3, (1.0,) * 3) if ms is None else to_display_image(x, *ms)
+
+
 def _check_grid(grid: int, name: str = "grid") -> int:
     if not isinstance(grid, (int, np.integer)) or grid < 1:
         raise ValueError(f"{name}: expected a positive int, got {grid!r}")

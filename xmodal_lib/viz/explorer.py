@@ -91,10 +91,13 @@ def zse_attention_figure(image: torch.Tensor, attn: Sequence[torch.Tensor], attn
 
 
 def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: ZSEExplanation, top_n: int = 12,
-                    ink_threshold: float = 0.01, title: str = ""):
-    """Sketch/photo [Ret] attention (last layer), token correspondences and patch replacement."""
+                    ink_threshold: float = 0.01, title: str = "", norm: str | None = None):
+    """Sketch/photo [Ret] attention (last layer), token correspondences and patch replacement.
+
+    ``norm`` = the input normalisation of the images (to draw them in true colours)."""
     import matplotlib.pyplot as plt
 
+    sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     g = e.grid
     fig, axes = plt.subplot_mosaic("ABCCD", figsize=(11, 2.6))
     hs = ex.attention_to_heatmap(e.sketch_attn[-1], g, ex.to_display_image(sketch).shape[:2],
@@ -142,10 +145,12 @@ def xmodal_explain(teacher, sketch: torch.Tensor, photo: torch.Tensor) -> dict[s
     }
 
 
-def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = ""):
+def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = "",
+                       norm: str | None = None):
     """Rows = XMA layers; where the fused sketch [CLS] looks in the photo and vice versa."""
     import matplotlib.pyplot as plt
 
+    sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     n = len(e["sketch_to_photo"])
     fig, axes = plt.subplots(n, 2, figsize=(4.6, 2.2 * n), squeeze=False)
     for l in range(n):
@@ -182,10 +187,12 @@ def crossatnet_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> dict
     return out
 
 
-def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = ""):
+def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, Any], title: str = "",
+                           norm: str | None = None):
     """Sketch | photo with sketch-guided attention | photo with its own attention."""
     import matplotlib.pyplot as plt
 
+    sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
     size = ex.to_display_image(photo).shape[:2]
     axes[0].imshow(ex.to_display_image(sketch))
@@ -207,7 +214,9 @@ def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[st
 
 
 def explain_pair(method: str, model, sketch: torch.Tensor, photo: torch.Tensor, **kw):
-    """The explanation figure of one (sketch, photo) pair for ``method`` in :data:`METHODS`."""
+    """The explanation figure of one (sketch, photo) pair for ``method`` in :data:`METHODS`.
+
+    Keywords go to the method's figure function (``norm`` = input normalisation, ``title`` ...)."""
     if method == "zse":
         return zse_pair_figure(sketch, photo, zse_explain(model, sketch, photo), **kw)
     if method == "xmodalvit":
@@ -238,6 +247,9 @@ class ExplorerGallery:
     explain_model: Any = None
     metric: str = "cosine"
     batch_size: int = 64
+    query_images: torch.Tensor | None = None  # (Q, 3, H, W) query sketches in this method's preprocessing
+    sketch_loader: Any = None                 # ImageLoader for drawings (this method's sketch path)
+    norm: str | None = None                   # input normalisation ("none" | "half" | "imagenet") for display
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -269,12 +281,25 @@ def search_and_show(query_sketch: torch.Tensor, gallery: ExplorerGallery, k: int
                     query_label: str | None = None, title: str = ""):
     """Rank the gallery for one sketch and draw the strip (green = same class, red = other)."""
     scores, idx = gallery.search(query_sketch, k)
+    show = [ex.denormalize(gallery.images[int(i)], gallery.norm) for i in idx]
+    query_sketch = ex.denormalize(query_sketch, gallery.norm)
+    gallery = _Shown(gallery.method, show, [gallery.labels[int(i)] for i in idx])
+    idx = torch.arange(len(show))
     if query_label is None:  # a drawing: its class is unknown, so nothing is marked right or wrong
         row = strip_row(query_sketch, "?", gallery.images, gallery.labels, idx.tolist(), scores.tolist(),
                         title or "drawn query", correct=[None] * len(idx))
         return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)} (drawing: class unknown)")
     row = strip_row(query_sketch, query_label, gallery.images, gallery.labels, idx.tolist(), scores.tolist(), title)
     return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)}")
+
+
+@dataclass
+class _Shown:
+    """The top-k images of a search, ready for display (indices re-based to 0..k-1)."""
+
+    method: str
+    images: list
+    labels: list[str]
 
 
 # --------------------------------------------------------------------------- drawn sketches
@@ -333,33 +358,51 @@ def strokes_to_tensor(strokes: Sequence[Stroke], loader, canvas_size: float = 25
 class ExplorerCallbacks:
     """State and callbacks of the explorer; every method returns matplotlib figure(s).
 
-    ``galleries`` maps method name -> :class:`ExplorerGallery`; ``queries`` are preprocessed
-    query sketches ``(Q, 3, H, W)`` with ``query_labels``; ``loader`` preprocesses drawings.
+    ``galleries`` maps method name -> :class:`ExplorerGallery`. Query sketches come from the
+    gallery's ``query_images`` (each method's own preprocessing) or else from ``queries``; the
+    labels are ``query_labels``. A drawing is preprocessed by the gallery's ``sketch_loader``
+    (else ``loader``), exactly like a sketch file of that method.
     """
 
     galleries: dict[str, ExplorerGallery]
-    queries: torch.Tensor
+    queries: torch.Tensor | None
     query_labels: list[str]
     loader: Any = None
     k: int = 10
     method: str = ""
     query_index: int = 0
     rank: int = 0
-    drawn: torch.Tensor | None = field(default=None, repr=False)
+    strokes: list | None = field(default=None, repr=False)
+    canvas_size: float = 256.0
 
     def __post_init__(self) -> None:
         if not self.galleries:
             raise ValueError("ExplorerCallbacks: no gallery given")
         self.method = self.method or next(iter(self.galleries))
+        for name, g in self.galleries.items():
+            n = len(g.query_images) if g.query_images is not None else (len(self.queries) if self.queries is not None else -1)
+            if n != len(self.query_labels):
+                raise ValueError(f"ExplorerCallbacks: {len(self.query_labels)} query labels but {n} queries for {name!r}")
 
     @property
     def gallery(self) -> ExplorerGallery:
         return self.galleries[self.method]
 
+    @property
+    def drawn(self) -> torch.Tensor | None:
+        """The current drawing preprocessed for the current method (None when a file query is used)."""
+        if self.strokes is None:
+            return None
+        loader = self.gallery.sketch_loader or self.loader
+        if loader is None:
+            raise ValueError("ExplorerCallbacks: a loader is needed to preprocess drawings")
+        return strokes_to_tensor(self.strokes, loader, self.canvas_size)
+
     def _query(self) -> tuple[torch.Tensor, str | None]:
-        if self.drawn is not None:
+        if self.strokes is not None:
             return self.drawn, None
-        return self.queries[self.query_index], self.query_labels[self.query_index]
+        qs = self.gallery.query_images if self.gallery.query_images is not None else self.queries
+        return qs[self.query_index], self.query_labels[self.query_index]
 
     def search_figure(self):
         q, lab = self._query()
@@ -372,7 +415,7 @@ class ExplorerCallbacks:
         j = int(idx[min(self.rank, len(idx) - 1)])
         g = self.gallery
         verdict = "" if lab is None else ("correct" if g.labels[j] == lab else "wrong")
-        fig = explain_pair(g.method, g.explain_model or g.model, q, g.images[j])
+        fig = explain_pair(g.method, g.explain_model or g.model, q, g.images[j], norm=g.norm)
         fig.text(0.01, 0.01, f"rank {self.rank + 1}: {g.labels[j]} {verdict}", fontsize=8)
         return fig
 
@@ -381,9 +424,9 @@ class ExplorerCallbacks:
         return self.search_figure(), self.explain_figure()
 
     def select_query(self, index: int):
-        if not 0 <= int(index) < len(self.queries):
-            raise ValueError(f"query index {index} out of range 0..{len(self.queries) - 1}")
-        self.query_index, self.drawn = int(index), None
+        if not 0 <= int(index) < len(self.query_labels):
+            raise ValueError(f"query index {index} out of range 0..{len(self.query_labels) - 1}")
+        self.query_index, self.strokes = int(index), None
         return self.update()
 
     def select_method(self, method: str):
@@ -405,9 +448,10 @@ class ExplorerCallbacks:
 
     def search_drawn(self, strokes: Sequence[Stroke], canvas_size: float = 256.0):
         """Use a drawing as the query (preprocessed like a sketch file) -> (search, explanation)."""
-        if self.loader is None:
-            raise ValueError("ExplorerCallbacks.loader is needed to preprocess drawings")
-        self.drawn = strokes_to_tensor(strokes, self.loader, canvas_size)
+        if self.gallery.sketch_loader is None and self.loader is None:
+            raise ValueError("ExplorerCallbacks: a loader is needed to preprocess drawings")
+        strokes_to_array(strokes)  # blank drawings fail here, before any state changes
+        self.strokes, self.canvas_size = [list(s) for s in strokes], float(canvas_size)
         return self.update()
 
 
@@ -513,8 +557,9 @@ def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
 
     k.observe(on_k, names="value")
     r.observe(lambda ch: _show(out_e, cb.select_rank(ch["new"])), names="value")
+    can_draw = cb.loader is not None or all(g.sketch_loader is not None for g in cb.galleries.values())
     canvas = drawing_canvas(lambda strokes: refresh(cb.search_drawn(strokes, canvas_size)), canvas_size) \
-        if cb.loader is not None else W.Label("(no loader: drawing disabled)")
+        if can_draw else W.Label("(no loader: drawing disabled)")
     refresh(cb.update())
     controls = W.VBox([q, m, k, r, W.HTML("<b>or draw a query</b>"), canvas])
     return W.HBox([controls, W.VBox([out_s, out_e])])

@@ -1,0 +1,331 @@
+"""All methods side by side on ONE zero-shot split (notebooks 05 and 06).
+
+For each method a :class:`MethodRun` holds the model, the test images in that method's own
+preprocessing and the query x gallery score matrix over the SAME records (unseen-class sketches
+against unseen-class photos), so one metric engine call per method gives comparable numbers.
+
+Models come from ``artifacts_dir()`` when an earlier notebook saved them for the same dataset
+(``zse_zero_shot``, ``crossatnet_zero_shot``: ``save_weights`` files); otherwise a small model is
+trained here with the method's own pipeline functions, on the seen classes only.
+XModalViT is a fine-grained method: its zero-shot run here trains the fusion teacher and the
+students on instance pairs (sketch i drawn from photo i) of the SEEN classes, and is tested
+category-level on the unseen classes (our adaptation; the paper reports only fine-grained numbers).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data.index import DataError, SBIRIndex
+
+#: every metric convention of the engine shown in notebook 05 (see xmodal_lib.retrieval.metrics)
+ALL_METRICS = ("map_all_voc", "map_all", "map@200_voc", "map@200_strict", "map@200_lenient",
+               "p@100", "p@100_minr", "p@200", "p@200_minr")
+
+
+@dataclass
+class CompareConfig:
+    """Parameters of notebook 05/06 (flat fields = notebook parameters)."""
+
+    profile: str = "smoke"           # "smoke" | "paper": model presets of the method pipelines
+    dataset: str = "synthetic"       # open_dataset kind: "synthetic" | "sketchy" | "sake"
+    data_root: str | None = None
+    split: str | None = None         # "zeroshot1" (25 unseen), "zeroshot0" (21) ...
+    setting: str | None = None       # key of xmodal_lib.reported.SETTINGS when the split is a paper's
+    methods: tuple[str, ...] = ("zse", "crossatnet", "xmodalvit")
+    seed: int = 0
+    device: str = "cpu"
+    use_artifacts: bool = True
+    zse_steps: int = 60
+    zse_rn: bool = True              # exhaustive RN scores too (every sketch x photo pair)
+    crossatnet_steps: int = 60
+    xmodal_teacher_steps: int = 40
+    xmodal_student_steps: int = 40
+    max_test_sketches: int | None = None  # subsample queries (every n-th) to bound CPU time
+
+    def __post_init__(self) -> None:
+        self.methods = tuple(self.methods)
+        if self.profile not in ("smoke", "paper"):
+            raise ValueError(f"CompareConfig.profile: expected 'smoke' or 'paper', got {self.profile!r}")
+        bad = [m for m in self.methods if m not in ("zse", "crossatnet", "xmodalvit")]
+        if bad:
+            raise ValueError(f"CompareConfig.methods: unknown {bad}; expected zse, crossatnet, xmodalvit")
+        for n in ("zse_steps", "crossatnet_steps", "xmodal_teacher_steps", "xmodal_student_steps"):
+            if int(getattr(self, n)) < 1:
+                raise ValueError(f"CompareConfig.{n}: expected >= 1, got {getattr(self, n)}")
+
+    @classmethod
+    def smoke(cls, **kw: Any) -> "CompareConfig":
+        """Embedded synthetic split, tiny models, a few dozen steps each (CPU, about a minute)."""
+        return cls(**kw)
+
+    @classmethod
+    def paper(cls, **kw: Any) -> "CompareConfig":
+        """Real split (pass data_root/split/setting); longer training when no artifact exists."""
+        base = dict(profile="paper", device="auto", zse_steps=20000, crossatnet_steps=20000, xmodal_teacher_steps=20000,
+                    xmodal_student_steps=20000, zse_rn=False)
+        base.update(kw)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["methods"] = list(self.methods)
+        return d
+
+
+@dataclass
+class MethodRun:
+    """One method on the shared test split."""
+
+    name: str                     # result key, e.g. "zse_ret"
+    method: str                   # "zse" | "crossatnet" | "xmodalvit" (explainer family)
+    model: Any                    # has encode_sketch / encode_photo
+    explain_model: Any            # model the explanation figures use (XModalViT: the teacher)
+    sketches: Tensor              # (Q, 3, H, W) test queries in this method's preprocessing
+    photos: Tensor                # (G, 3, H, W) test gallery
+    scores: Tensor                # (Q, G), larger = more similar
+    source: str                   # where the model came from
+    largest: bool = True
+    sketch_loader: Any = None     # this method's ImageLoader for sketches (drawings use it too)
+    norm: str | None = None       # the loaders' normalisation ("none" | "half" | "imagenet")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def show(self, x: Tensor):
+        """Display image(s) in [0, 1] of model inputs ``x`` ((3, H, W) or (N, 3, H, W))."""
+        from ..viz.explain import denormalize
+
+        return denormalize(x, self.norm) if x.ndim == 3 else [denormalize(i, self.norm) for i in x]
+
+
+def default_data_root(dataset: str, data_root: str | None) -> str | None:
+    """``data_root``, or ``../shared/data/sketchy_mini`` for ``dataset="sketchy"`` when it exists."""
+    if data_root is not None or dataset != "sketchy":
+        return data_root
+    from ..paths import shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "sketchy_mini").is_dir():
+        raise ValueError("DATA_ROOT: required for dataset 'sketchy' (../shared/data/sketchy_mini is absent)")
+    return str(root / "sketchy_mini")
+
+
+def load_index(cfg: CompareConfig) -> SBIRIndex:
+    """The zero-shot index (synthetic generated on demand)."""
+    from ..data import open_dataset
+
+    if cfg.dataset != "synthetic" and cfg.data_root is None:
+        raise ValueError(f"CompareConfig.data_root is required for dataset={cfg.dataset!r}")
+    idx = open_dataset(cfg.dataset, cfg.data_root, split=cfg.split) if cfg.dataset != "synthetic" \
+        else open_dataset("synthetic")
+    if not idx.unseen:
+        raise DataError(f"{idx.name}: no unseen classes; a zero-shot split is needed")
+    return idx
+
+
+def test_index(cfg: CompareConfig, index: SBIRIndex) -> SBIRIndex:
+    """Unseen-class records; with ``max_test_sketches`` every n-th sketch is kept (photos all)."""
+    test = index.of_classes(index.unseen)
+    if cfg.max_test_sketches and len(test.sketches) > cfg.max_test_sketches:
+        step = -(-len(test.sketches) // cfg.max_test_sketches)
+        test = SBIRIndex(test.name, test.photos, test.sketches[::step], test.classes, test.unseen, test.root)
+    return test
+
+
+def _artifacts() -> Path:
+    from ..paths import artifacts_dir
+
+    return artifacts_dir()
+
+
+def _artifact(name: str, cfg: CompareConfig) -> Path | None:
+    """``artifacts_dir()/<name>`` if its weights exist and were trained on ``cfg.dataset``."""
+    from ..paths import artifacts_dir
+
+    p = artifacts_dir() / name
+    js = p.with_name(p.name + ".json")
+    if not cfg.use_artifacts or not p.with_name(p.name + ".safetensors").is_file() or not js.is_file():
+        return None
+    stored = json.loads(js.read_text()).get("config", {})
+    inner = stored.get("zse", stored)
+    if inner.get("dataset", "synthetic") != cfg.dataset or inner.get("split") != cfg.split:
+        return None
+    return p
+
+
+# --------------------------------------------------------------------------- ZSE-SBIR
+def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
+    """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
+    from ..checkpoint import load_weights, save_weights
+    from ..data.transforms import ImageLoader
+    from ..models.zse import ZSESBIR
+    from . import zse as Z
+    from .zse_eval import build_cache, scores_ret, scores_rn
+
+    art = _artifact("zse_zero_shot", cfg)
+    if art is not None:
+        stored = json.loads(art.with_name(art.name + ".json").read_text())["config"]
+        zc = Z.ZSEPipelineConfig(**{k: v for k, v in stored.get("zse", stored).items()
+                                    if k in {f.name for f in fields(Z.ZSEPipelineConfig)}})
+        model = ZSESBIR(_no_pretrained(zc.model_config()))
+        load_weights(model, art)
+        source = f"artifact {art.name}"
+    else:
+        over = dict(seed=cfg.seed, device=cfg.device, max_steps=cfg.zse_steps, epochs=10**6, val_classes=0,
+                    dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
+        zc = replace(Z.ZSEPipelineConfig.smoke() if cfg.profile == "smoke" else Z.ZSEPipelineConfig.paper(), **over)
+        t = time.perf_counter()
+        model, res = Z.train_zse(zc, index.subset("train"), out_dir / "zse", desc="zse (05)")
+        source = f"trained here: {res.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
+        save_weights(model, _artifacts() / "zse_zero_shot", config={"zse": zc.to_dict()})
+    dev = torch.device("cpu") if cfg.device == "cpu" else next(model.parameters()).device
+    model.to(dev).eval()
+    sk, ph = Z.load_images(test.sketches, zc, "sketch"), Z.load_images(test.photos, zc, "photo")
+    sc, pc = build_cache(model, sk, "sketch", zc.eval_batch), build_cache(model, ph, "photo", zc.eval_batch)
+    sl = ImageLoader(zc.img_size, normalize="half", sketch_crop=True)  # = pipelines.zse.load_images
+    runs = [MethodRun("zse_ret", "zse", model, model, sk, ph, scores_ret(sc, pc).float().cpu(), source,
+                      sketch_loader=sl, norm="half")]
+    if cfg.zse_rn:
+        runs.append(MethodRun("zse_rn", "zse", model, model, sk, ph,
+                              scores_rn(model, sc, pc, zc.block_q, zc.block_g).float().cpu(), source,
+                              sketch_loader=sl, norm="half"))
+    return runs
+
+
+def _no_pretrained(mc):
+    mc.pretrained = False  # weights come from the artifact file
+    return mc
+
+
+# --------------------------------------------------------------------------- CrossATNet
+def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
+    """CrossATNet: real-valued cosine and Hamming ranking with its longest hash code."""
+    from ..checkpoint import load_weights, save_weights
+    from ..models.crossatnet import CrossATNet
+    from ..retrieval.codes import hamming_distance, pack_bits
+    from . import crossatnet as C
+
+    art = _artifact("crossatnet_zero_shot", cfg)
+    base = C.CrossATNetRunConfig.smoke() if cfg.profile == "smoke" else C.CrossATNetRunConfig.paper()
+    cc = replace(base, seed=cfg.seed, device=cfg.device, max_steps=cfg.crossatnet_steps, epochs=10**6,
+                 dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
+    if art is not None:
+        stored = json.loads(art.with_name(art.name + ".json").read_text())["config"]
+        cc = C.CrossATNetRunConfig(**{k: v for k, v in stored.items()
+                                      if k in {f.name for f in fields(C.CrossATNetRunConfig)}})
+        cc.pretrained = False
+        net = CrossATNet(cc.model_config())
+        load_weights(net, art)
+        source = f"artifact {art.name}"
+    else:
+        t = time.perf_counter()
+        trained = C.train(cc, index.subset("train"), out_dir / "crossatnet", progress=False)
+        net = trained.net
+        source = f"trained here: {trained.result.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
+        save_weights(net, _artifacts() / "crossatnet_zero_shot", config=cc.to_dict())
+    net.eval().cpu()
+    from ..data import preload
+
+    ls, lp = C.image_loaders(cc)
+    sk, ph = preload(test.sketches, ls, "sketches", False), preload(test.photos, lp, "photos", False)
+    emb = C.Embedded(C.embed(net.encode_sketch, sk), C.embed(net.encode_photo, ph), [], [])
+    runs = [MethodRun("crossatnet", "crossatnet", net, net, sk, ph, (emb.sketches @ emb.photos.T).float(), source,
+                      sketch_loader=ls, norm=ls.normalize)]
+    if net.cfg.hash_bits:
+        b = max(net.cfg.hash_bits)
+        with torch.no_grad():
+            d = hamming_distance(pack_bits(net.codes(emb.sketches, b)), pack_bits(net.codes(emb.photos, b)))
+        runs.append(MethodRun(f"crossatnet_hash{b}", "crossatnet", net, net, sk, ph, -d.float(), source,
+                              sketch_loader=ls, norm=ls.normalize, extra={"bits": b}))
+    return runs
+
+
+# --------------------------------------------------------------------------- XModalViT
+def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
+    """XModalViT teacher + distilled students trained on instance pairs of the seen classes."""
+    from ..checkpoint import load_weights, save_weights
+    from ..data.transforms import ImageLoader
+    from . import xmodalvit as X
+
+    base = X.XModalViTConfig.smoke() if cfg.profile == "smoke" else X.XModalViTConfig.paper("sketchy")
+    xc = replace(base, seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
+                 student_max_steps=cfg.xmodal_student_steps)
+    loader = ImageLoader(xc.image_size, normalize="none", sketch_crop=False)
+    art_t, art_s = _artifact("xmodalvit_zero_shot_teacher", cfg), _artifact("xmodalvit_zero_shot_students", cfg)
+    if art_t is not None and art_s is not None:
+        stored = json.loads(art_t.with_name(art_t.name + ".json").read_text())["config"]
+        xc = X.XModalViTConfig(**{**stored["xmodal"], "teacher_pretrained": False, "student_pretrained": False})
+        teacher = X.make_teacher(xc)
+        load_weights(teacher, art_t)
+        students = X.make_students(xc, teacher.embed_dim)
+        load_weights(students, art_s)
+        source = f"artifacts {art_t.name} + {art_s.name}"
+    else:
+        train = X.index_to_tensors(index.subset("train"), loader, progress=False)
+        empty = train.select_photos([])
+        data = X.XModalData(train, empty, empty, index.name)
+        t = time.perf_counter()
+        teacher, r1 = X.train_teacher(xc, data, out_dir / "xmodal_teacher", progress=False)
+        students, r2 = X.distil_students(xc, data, teacher, out_dir=out_dir / "xmodal_students", progress=False)
+        source = (f"trained here on seen-class instance pairs: teacher {r1.steps} + students {r2.steps} steps "
+                  f"({time.perf_counter() - t:.0f} s)")
+        meta = {"xmodal": xc.to_dict(), "dataset": cfg.dataset, "split": cfg.split}
+        save_weights(teacher, _artifacts() / "xmodalvit_zero_shot_teacher", config=meta)
+        save_weights(students, _artifacts() / "xmodalvit_zero_shot_students", config=meta)
+    teacher.cpu().eval()
+    students.cpu().eval()
+    from ..data import preload
+
+    sk, ph = preload(test.sketches, loader, "sketches", False), preload(test.photos, loader, "photos", False)
+    q, g = X.embed(students.encode_sketch, sk), X.embed(students.encode_photo, ph)
+    return [MethodRun("xmodalvit", "xmodalvit", students, teacher, sk, ph, (q @ g.T).float(), source,
+                      sketch_loader=loader, norm=loader.normalize)]
+
+
+RUNNERS = {"zse": run_zse, "crossatnet": run_crossatnet, "xmodalvit": run_xmodalvit}
+
+
+def run_all(cfg: CompareConfig, out_dir: str | Path, index: SBIRIndex | None = None) -> tuple[SBIRIndex, list[MethodRun]]:
+    """Every method of ``cfg.methods`` on the same test split; returns (test index, runs).
+
+    ``out_dir`` holds the training runs (logs, checkpoints) of models trained here; the final
+    weights go to ``artifacts_dir()`` (``*_zero_shot``) so notebook 06 reuses them.
+    """
+    index = index or load_index(cfg)
+    test = test_index(cfg, index)
+    out = Path(out_dir)
+    runs: list[MethodRun] = []
+    for m in cfg.methods:
+        torch.manual_seed(cfg.seed)
+        runs.extend(RUNNERS[m](cfg, index, test, out))
+    return test, runs
+
+
+def evaluate_runs(runs: Sequence[MethodRun], test: SBIRIndex,
+                  metrics: Sequence[str] = ALL_METRICS) -> dict[str, dict[str, float]]:
+    """Every metric convention of the engine for every run (same queries, same gallery)."""
+    from ..retrieval.metrics import category_metrics
+
+    ql, gl = [r.label for r in test.sketches], [r.label for r in test.photos]
+    return {r.name: category_metrics(r.scores, ql, gl, metrics=tuple(metrics), largest=r.largest) for r in runs}
+
+
+def explorer_galleries(runs: Sequence[MethodRun], test: SBIRIndex,
+                       names: Sequence[str] = ("zse_ret", "crossatnet", "xmodalvit")) -> dict:
+    """:class:`~xmodal_lib.viz.explorer.ExplorerGallery` per method family from the runs ``names``."""
+    from ..viz.explorer import ExplorerGallery
+
+    metric = {"zse": "cosine", "crossatnet": "cosine", "xmodalvit": "dot"}
+    labels = [r.label for r in test.photos]
+    out = {}
+    for r in runs:
+        if r.name in names and r.method not in out:
+            out[r.method] = ExplorerGallery(r.method, r.model, r.photos, labels, explain_model=r.explain_model,
+                                            metric=metric[r.method], query_images=r.sketches,
+                                            sketch_loader=r.sketch_loader, norm=r.norm)
+    return out
