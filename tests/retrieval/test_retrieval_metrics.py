@@ -292,3 +292,15 @@ def test_backends_on_continuous_scores(monkeypatch, backend):
     monkeypatch.setattr(RK, "SORT_BACKEND", backend)
     for ties in RK.TIES:
         _compare(scores, ql, gl, ties=ties, chunk_size=6)
+
+
+def test_scores_that_require_grad():
+    q = torch.randn(6, 4, requires_grad=True)
+    gal = torch.randn(9, 4)
+    s = q @ gal.T  # part of an autograd graph
+    ql, gl = [0, 1, 0, 1, 0, 1], [0, 1, 1, 0, 0, 1, 1, 0, 1]
+    a = M.category_metrics(s, ql, gl, ("map_all_voc", "p@3"))
+    b = M.category_metrics(s.detach(), ql, gl, ("map_all_voc", "p@3"))
+    assert a == b
+    assert M.fg_accuracy(s, [0, 1, 2, 3, 4, 5])["n_queries"] == 6
+    assert M.category_metrics_from_embeddings(q, gal, ql, gl, ("map_all",))["n_valid"] == 6

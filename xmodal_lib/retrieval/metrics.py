@@ -77,7 +77,7 @@ def _check_scores(scores: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"scores must have at least one query and one gallery item, got {tuple(scores.shape)}")
     if not (scores.is_floating_point() or scores.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"scores must be a real-valued tensor, got dtype {scores.dtype}")
-    return scores
+    return scores.detach()
 
 
 def encode_labels(query_labels, gallery_labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,6 +135,10 @@ def fg_ranks(scores: torch.Tensor, true_index, largest: bool = True,
         s = scores[a:b]  # (q, G)
         check_finite(s)
         true_s = s.gather(1, t[a:b, None])  # (q, 1)
+        if s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64, torch.float16, torch.int32):
+            x, xt = s.numpy(), true_s.numpy()  # NumPy's SIMD compare + count is ~10x torch's bool sum
+            out[a:b] = torch.from_numpy(np.count_nonzero((x >= xt) if largest else (x <= xt), axis=1))
+            return
         better = (s >= true_s) if largest else (s <= true_s)
         out[a:b] = better.sum(1)
 
@@ -233,6 +237,7 @@ class CategoryAccumulator:
 
     def add(self, scores: torch.Tensor, query_labels: torch.Tensor) -> None:
         """Process one chunk: ``scores`` [q, G] and ``query_labels`` [q] (int64, same device)."""
+        scores = scores.detach()
         gl = self.gl.to(scores.device)
         ql = query_labels.to(scores.device)
         g_n = scores.shape[1]
@@ -420,8 +425,9 @@ def category_metrics_from_embeddings(query_emb: torch.Tensor, gallery_emb: torch
     rows = _chunk_rows(gallery_emb.shape[0], chunk_size)
     dev = torch.device(device) if device is not None else gallery_emb.device
     acc = CategoryAccumulator(gl.to(dev), metrics, largest=True, ties=ties)
-    for a, s in iter_score_chunks(query_emb, gallery_emb, metric, rows, dev):
-        acc.add(s, ql[a:a + s.shape[0]].to(dev))
+    with torch.no_grad():
+        for a, s in iter_score_chunks(query_emb, gallery_emb, metric, rows, dev):
+            acc.add(s, ql[a:a + s.shape[0]].to(dev))
     return acc.per_query() if per_query else acc.result()
 
 
