@@ -160,29 +160,33 @@ def stage_engine(cfg: dict) -> dict:
     scores, ql, gl, true_idx = make_scores(cfg["q"], cfg["g"], cfg["classes"], cfg["seed"])
     dev = torch.device(cfg["device"])
     scores, ql, gl, true_idx = scores.to(dev), ql.to(dev), gl.to(dev), true_idx.to(dev)
-    _sync(dev)
-    t0 = time.perf_counter()
-    per_q = M.category_metrics_per_query(scores, ql, gl, METRICS)
-    ranks = M.fg_ranks(scores, true_idx)
-    _sync(dev)
-    elapsed = time.perf_counter() - t0
+    times = []
+    for _ in range(cfg["repeat"]):  # best of n: the 2 cores are shared with other jobs
+        _sync(dev)
+        t0 = time.perf_counter()
+        per_q = M.category_metrics_per_query(scores, ql, gl, METRICS)
+        ranks = M.fg_ranks(scores, true_idx)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
     np.savez(cfg["npz"], ranks=ranks.cpu().numpy(), **{k: v.numpy() for k, v in per_q.items()})
-    return {"seconds": elapsed}
+    return {"seconds": min(times), "all_seconds": times}
 
 
 def stage_numpy_ref(cfg: dict) -> dict:
     scores, ql, gl, true_idx = (t.numpy() for t in make_scores(cfg["q"], cfg["g"], cfg["classes"], cfg["seed"]))
-    t0 = time.perf_counter()
-    vals = {m: np.empty(len(ql)) for m in METRICS}
-    ranks = np.empty(len(ql), dtype=np.int64)
-    for i in range(len(ql)):
-        res = reference_query(scores[i], ql[i], gl, METRICS)
-        for m in METRICS:
-            vals[m][i] = res[m]
-        ranks[i] = int(np.sum(scores[i] >= scores[i, true_idx[i]]))
-    elapsed = time.perf_counter() - t0
+    times = []
+    for _ in range(cfg["repeat"]):  # best of n, like the engine
+        t0 = time.perf_counter()
+        vals = {m: np.empty(len(ql)) for m in METRICS}
+        ranks = np.empty(len(ql), dtype=np.int64)
+        for i in range(len(ql)):
+            res = reference_query(scores[i], ql[i], gl, METRICS)
+            for m in METRICS:
+                vals[m][i] = res[m]
+            ranks[i] = int(np.sum(scores[i] >= scores[i, true_idx[i]]))
+        times.append(time.perf_counter() - t0)
     np.savez(cfg["npz"], ranks=ranks, **vals)
-    return {"seconds": elapsed}
+    return {"seconds": min(times), "all_seconds": times}
 
 
 def stage_official_style(cfg: dict) -> dict:
@@ -264,6 +268,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-quickdraw", action="store_true")
+    p.add_argument("--repeat", type=int, default=None, help="timed repetitions, best kept (default 3; quick: 1)")
     p.add_argument("--qd-chunk", type=int, default=None, help="queries per chunk in the QuickDraw stage")
     p.add_argument("--out", default=str(HERE / "results" / "bench_metrics.json"))
     p.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
@@ -283,7 +288,7 @@ def main(argv=None) -> int:
         sizes = dict(q=2000, g=20000, classes=100, qd_q=92291, qd_g=54151, dim=768, qd_classes=30)
     with tempfile.TemporaryDirectory() as tmp:
         base = dict(sizes, threads=args.threads, seed=args.seed, device=args.device,
-                    n_official=20 if args.quick else 100,
+                    n_official=20 if args.quick else 100, repeat=args.repeat or (1 if args.quick else 3),
                     qd_chunk=args.qd_chunk or (250 if args.quick else 512))
         eng = run_stage("engine", dict(base, npz=str(Path(tmp) / "engine.npz")))
         ref = run_stage("numpy_ref", dict(base, npz=str(Path(tmp) / "ref.npz"), device="cpu"))
@@ -307,9 +312,15 @@ def main(argv=None) -> int:
     }
     ok = (cmp["max_abs_diff"] <= 1e-9 and cmp["nan_patterns_equal"] and cmp["fg_ranks_equal"])
     result["values_match"] = ok
+    result["targets_met"] = {
+        "values_max_abs_diff<=1e-9": ok,
+        "speed_ratio>=20": result["speed_ratio"] >= 20.0,
+        "engine_peak<=2GB": eng["peak_rss_mb"] <= 2048,
+        "quickdraw_peak<=8GB": None if qd is None else qd["peak_rss_mb"] <= 8192,
+    }
 
     print(f"\nretrieval metrics benchmark ({'quick' if args.quick else 'full'}, device={args.device}, "
-          f"threads={args.threads})")
+          f"threads={args.threads}, best of {base['repeat']} for engine and numpy_ref)")
     print(f"{'stage':<12}{'size':>22}{'seconds':>11}{'peak MB':>10}")
     print(f"{'engine':<12}{sizes['q']:>10,} x {sizes['g']:<9,}{eng['seconds']:>11.2f}{eng['peak_rss_mb']:>10.0f}")
     print(f"{'numpy_ref':<12}{sizes['q']:>10,} x {sizes['g']:<9,}{ref['seconds']:>11.2f}{ref['peak_rss_mb']:>10.0f}")
@@ -327,6 +338,7 @@ def main(argv=None) -> int:
     if qd:
         print("quickdraw-size metrics (random embeddings): "
               + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in qd["metrics"].items()))
+    print("targets met: " + ", ".join(f"{k}: {v}" for k, v in result["targets_met"].items()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
