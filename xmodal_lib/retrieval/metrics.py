@@ -409,7 +409,7 @@ def category_metrics_from_embeddings(query_emb: torch.Tensor, gallery_emb: torch
                                      gallery_labels, metrics: Sequence[str] = ("map_all_voc", "p@100"),
                                      metric: str = "cosine", chunk_size: int | None = None,
                                      device: str | torch.device | None = None, ties: str = "stable",
-                                     per_query: bool = False):
+                                     per_query: bool = False) -> dict[str, float] | dict[str, torch.Tensor]:
     """Category metrics straight from embeddings, scores computed chunk by chunk (never the full matrix).
 
     ``metric`` in {"cosine", "dot", "euclidean"} (see :func:`xmodal_lib.retrieval.search.similarity`);
