@@ -205,29 +205,22 @@ def _no_pretrained(mc):
 # --------------------------------------------------------------------------- CrossATNet
 def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """CrossATNet: real-valued cosine and Hamming ranking with its longest hash code."""
-    from ..checkpoint import load_weights, save_weights
-    from ..models.crossatnet import CrossATNet
     from ..retrieval.codes import hamming_distance, pack_bits
     from . import crossatnet as C
 
-    art = _artifact("crossatnet_zero_shot", cfg)
+    art = _artifact(C.ARTIFACT, cfg)
     base = C.CrossATNetRunConfig.smoke() if cfg.profile == "smoke" else C.CrossATNetRunConfig.paper()
     cc = replace(base, seed=cfg.seed, device=cfg.device, max_steps=cfg.crossatnet_steps, epochs=10**6,
                  dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
     if art is not None:
-        stored = json.loads(art.with_name(art.name + ".json").read_text())["config"]
-        cc = C.CrossATNetRunConfig(**{k: v for k, v in stored.items()
-                                      if k in {f.name for f in fields(C.CrossATNetRunConfig)}})
-        cc.pretrained = False
-        net = CrossATNet(cc.model_config())
-        load_weights(net, art)
+        net, cc = C.load_artifact(art)  # notebook 03's model (or an earlier run of this one)
         source = f"artifact {art.name}"
     else:
         t = time.perf_counter()
         trained = C.train(cc, index.subset("train"), out_dir / "crossatnet", progress=False)
         net = trained.net
         source = f"trained here: {trained.result.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
-        save_weights(net, _artifacts() / "crossatnet_zero_shot", config=cc.to_dict())
+        C.save_artifact(net, cc)
     net.eval().cpu()
     from ..data import preload
 

@@ -1,0 +1,69 @@
+"""pipelines.compare helpers used by notebooks 05/06 (no training here: that is the notebook test)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from xmodal_lib.data.index import Record, SBIRIndex
+from xmodal_lib.pipelines import compare as C
+
+
+def _index(n_sk: int = 10) -> SBIRIndex:
+    photos = [Record(Path(f"p{i}.png"), "photo", "a" if i < 2 else "b", str(i), "test") for i in range(4)]
+    sketches = [Record(Path(f"s{i}.png"), "sketch", "a" if i % 2 else "b", str(i % 4), "test") for i in range(n_sk)]
+    return SBIRIndex("toy", photos, sketches, ["a", "b"], ["a", "b"], Path("."))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="methods"):
+        C.CompareConfig(methods=("zse", "nope"))
+    with pytest.raises(ValueError, match="profile"):
+        C.CompareConfig(profile="fast")
+    with pytest.raises(ValueError, match="zse_steps"):
+        C.CompareConfig(zse_steps=0)
+    assert C.CompareConfig.paper().profile == "paper"
+
+
+def test_test_index_subsamples_queries_only():
+    cfg = C.CompareConfig(max_test_sketches=4)
+    t = C.test_index(cfg, _index(10))
+    assert len(t.sketches) <= 4 and len(t.photos) == 4
+    assert [r.path.name for r in t.sketches] == ["s0.png", "s3.png", "s6.png", "s9.png"]
+
+
+def test_evaluate_runs_uses_engine_on_same_split():
+    idx = _index(2)  # sketch 0: class b, sketch 1: class a
+    scores = torch.tensor([[0.0, 0.1, 0.9, 0.8], [0.9, 0.8, 0.1, 0.0]])  # perfect ranking
+    runs = [C.MethodRun("perfect", "zse", None, None, torch.zeros(2, 3, 4, 4), torch.zeros(4, 3, 4, 4), scores, "x"),
+            C.MethodRun("inverted", "zse", None, None, torch.zeros(2, 3, 4, 4), torch.zeros(4, 3, 4, 4), -scores, "x")]
+    res = C.evaluate_runs(runs, idx, metrics=("map_all_voc", "p@100_minr"))
+    assert res["perfect"]["map_all_voc"] == pytest.approx(1.0)
+    assert res["perfect"]["p@100_minr"] == pytest.approx(1.0)
+    # relevant at ranks 3, 4: precisions 1/3, 2/4; VOC interpolation lifts 1/3 to 1/2 -> AP 0.5
+    assert res["inverted"]["map_all_voc"] == pytest.approx(0.5)
+
+
+def test_artifact_only_for_same_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("XMODAL_ARTIFACTS", str(tmp_path))
+    (tmp_path / "m.safetensors").write_bytes(b"")
+    (tmp_path / "m.json").write_text(json.dumps({"config": {"dataset": "synthetic", "split": None}}))
+    assert C._artifact("m", C.CompareConfig()) == tmp_path / "m"
+    assert C._artifact("m", C.CompareConfig(use_artifacts=False)) is None
+    assert C._artifact("m", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is None
+    (tmp_path / "z.safetensors").write_bytes(b"")
+    (tmp_path / "z.json").write_text(json.dumps({"config": {"zse": {"dataset": "sketchy", "split": "zeroshot1"}}}))
+    assert C._artifact("z", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is not None
+    assert C._artifact("absent", C.CompareConfig()) is None
+
+
+def test_default_data_root(monkeypatch, tmp_path):
+    assert C.default_data_root("synthetic", None) is None
+    assert C.default_data_root("sketchy", "/x") == "/x"
+    monkeypatch.setenv("XMODAL_SHARED_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="DATA_ROOT"):
+        C.default_data_root("sketchy", None)
+    (tmp_path / "sketchy_mini").mkdir()
+    assert C.default_data_root("sketchy", None) == str(tmp_path / "sketchy_mini")
