@@ -88,6 +88,7 @@ class ZSEPipelineConfig:
     block_q: int = 20
     block_g: int = 100
     eval_batch: int = 64
+    rn_max_pairs: int = 50_000_000  # exhaustive rn is skipped (reported) above this many pairs
     # fine-grained setting
     fg_kind: str = "synthetic_fg"  # "synthetic_fg" | "qmul_v1"
     fg_train_category: str = "shoe"
@@ -228,11 +229,15 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
     sc, pc = build_cache(model, sk, "sketch", cfg.eval_batch), build_cache(model, ph, "photo", cfg.eval_batch)
     timing = {"sa_cache_s": time.perf_counter() - t0}
     scores: dict[str, Tensor] = {}
+    skipped: dict[str, str] = {}
     for mode in modes:
         t = time.perf_counter()
         if mode == "ret":
             scores[mode] = scores_ret(sc, pc)
         elif mode == "rn":
+            if len(ql) * len(gl) > cfg.rn_max_pairs:
+                skipped["rn"] = f"{len(ql)} x {len(gl)} pairs > rn_max_pairs={cfg.rn_max_pairs}; use rn_rerank"
+                continue
             scores[mode] = scores_rn(model, sc, pc, cfg.block_q, cfg.block_g)
         elif mode == "rn_rerank":
             scores[mode] = scores_rn_rerank(model, sc, pc, cfg.rerank_k)
@@ -240,7 +245,7 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
             raise ValueError(f"retrieval mode must be one of ('ret', 'rn', 'rn_rerank'), got {mode!r}")
         timing[f"{mode}_s"] = time.perf_counter() - t
     out: dict[str, Any] = {"metrics": evaluate_category(scores, ql, gl, cfg.metrics), "timing": timing,
-                           "n_queries": len(ql), "n_gallery": len(gl), "rerank_k": cfg.rerank_k}
+                           "n_queries": len(ql), "n_gallery": len(gl), "rerank_k": cfg.rerank_k, "skipped": skipped}
     if curve:
         out["rerank_curve"] = rerank_curve(model, sc, pc, cfg.rerank_ks, ql, gl, cfg.metrics)
     return out
