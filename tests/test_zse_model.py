@@ -194,3 +194,21 @@ def test_bad_params_raise():
         ZSESBIR(ZSEConfig.smoke(keep_rate=0.9, prune_layers=(9,)))
     with pytest.raises(ValueError, match="modality"):
         ZSESBIR(ZSEConfig.smoke()).sa_features(torch.randn(1, 3, 48, 48), "image")
+
+
+def test_rn_variants_end_to_end_with_token_selection():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 48, 48)
+    full = ZSESBIR(ZSEConfig.smoke())
+    pruned = ZSESBIR(ZSEConfig.smoke(keep_rate=0.9))
+    pruned.load_state_dict(full.state_dict())  # "grid" RN: the same weights with or without selection
+    kept = ZSESBIR(ZSEConfig.smoke(keep_rate=0.9, rn_tokens="kept")).eval()
+    assert kept.rn.anchors == kept.sa.kept_per_layer()[-1] == 30
+    for m in (pruned.eval(), kept):
+        s = m(x, x.flip(0)).score
+        assert s.shape == (2,) and bool(((s > 0) & (s < 1)).all())
+    # dropped grid cells reach the RN conv as zero vectors
+    sa = pruned.sa_features(x, "sketch")
+    grid = scatter_to_grid(sa.tokens[:, 1:], sa.kept, 36)
+    dropped = torch.ones(2, 36, dtype=torch.bool).scatter(1, sa.kept, False)
+    assert int(dropped.sum()) == 2 * (36 - 30) and bool((grid[dropped] == 0).all())
