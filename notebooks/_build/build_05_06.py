@@ -235,6 +235,17 @@ cells_05 = [
         print("figures:", ", ".join(figures))
         """
     ),
+    md(
+        """
+        ## Closing note
+
+        Figures written to `figures/`: `05_results_table.png` (every convention, reported columns only
+        where the setting matches), `05_pr_curves.png`, `05_per_class_ap.png`, and one retrieval strip
+        per run, `05_strips_<run>.png` (`zse_ret`, `zse_rn`, `crossatnet`, `crossatnet_hash<B>`,
+        `xmodalvit`). Numbers: `results/05_zero_shot_evaluation.json` under `artifacts_dir()`.
+        The trained models stay in `artifacts_dir()` for notebook 06.
+        """
+    ),
 ]
 
 # --------------------------------------------------------------------------------------------- 06
@@ -533,6 +544,18 @@ cells_06 = [
         })
         print(path)
         print("figures:", ", ".join(str(f) for f in figures))
+        """
+    ),
+    md(
+        """
+        ## Closing note
+
+        Figures written to `figures/`: `06_zse_ret_attention_sketch.png`, `06_zse_ret_attention_photo.png`,
+        `06_zse_correspondences.png`, `06_zse_patch_replacement.png`, `06_zse_token_selection.png`,
+        `06_xmodalvit_xma_attention.png`, `06_crossatnet_attention.png`, `06_explorer_search.png`,
+        `06_explorer_explain.png`, `06_explorer_drawn_search.png`, `06_explorer_drawn_explain.png`.
+        The interactive explorer rendered in JupyterLab (headless Chromium) is captured by
+        `benchmarks/screenshot_jupyterlab.py` into `figures/jupyterlab_06.png`.
         """
     ),
 ]
