@@ -10,7 +10,7 @@ unused). The query is un-normalised by default, as in the official code
 Defect fixed: the official enqueue writes columns ``ptr:ptr+B`` and is skipped when ``K % B != 0``;
 a partial last batch whose size divides K leaves the pointer misaligned and a later full batch
 overflows. Here the enqueue wraps around modulo K, so any batch size is fine (a batch larger than
-K keeps its last K keys). The queue and pointer are registered buffers, so they are saved in
+K keeps its last K keys, exactly as if enqueued one at a time). The queue and pointer are registered buffers, so they are saved in
 checkpoints (pass the module to ``fit(state_modules=...)``).
 """
 from __future__ import annotations
@@ -47,13 +47,12 @@ def enqueue_wraparound(queue: Tensor, ptr: Tensor, keys: Tensor) -> None:
     """Write normalised ``keys [B,D]`` into ``queue [D,K]`` at ``ptr`` modulo K (in place)."""
     d, size = queue.shape
     keys = F.normalize(keys.detach().float(), dim=1).to(queue.dtype)
-    if keys.shape[0] > size:
-        keys = keys[-size:]
-    b = keys.shape[0]
-    start = int(ptr.item())
-    cols = (torch.arange(b, device=queue.device) + start) % size
+    b, start = keys.shape[0], int(ptr.item())
+    if b > size:  # same result as enqueueing one by one: only the last K keys survive
+        keys, start = keys[-size:], start + (b - size)
+    cols = (torch.arange(keys.shape[0], device=queue.device) + start) % size
     queue[:, cols] = keys.t()
-    ptr.fill_((start + b) % size)
+    ptr.fill_((int(ptr.item()) + b) % size)
 
 
 class XAQC(nn.Module):

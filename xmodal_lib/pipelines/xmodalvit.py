@@ -47,6 +47,7 @@ class XModalViTConfig:
     dataset: str = "synthetic_fg"
     data_root: str | None = None
     image_size: int = 32
+    input_norm: str = "half"  # "none" = [0, 1] as the official code; "half" = [-1, 1]; "imagenet"
     val_fraction: float = 0.15
     batch_size: int = 16
     seed: int = 0
@@ -61,7 +62,7 @@ class XModalViTConfig:
     xma_depth: int = 3
     xma_heads: int = 3
     teacher_queue: int = 32
-    teacher_lr: float = 5e-4
+    teacher_lr: float = 3e-4
     teacher_weight_decay: float = 1e-4
     teacher_schedule: str = "cosine"
     teacher_epochs: int = 30
@@ -74,7 +75,7 @@ class XModalViTConfig:
     student_embed_dim: int | None = 48
     student_num_heads: int | None = 3
     student_queue: int = 32
-    student_lr: float = 5e-4
+    student_lr: float = 3e-4
     student_weight_decay: float = 1e-5
     student_schedule: str = "exponential"
     student_gamma: float = 0.99999
@@ -87,7 +88,7 @@ class XModalViTConfig:
     angle_chunk: int | None = None
     # triplet baseline (no teacher)
     triplet_margin: float = 0.2
-    baseline_lr: float = 5e-4
+    baseline_lr: float = 3e-4
     baseline_epochs: int = 30
     # evaluation: score = dot product of the (un-normalised) student embeddings, as the paper's code
     eval_metric: str = "dot"
@@ -120,7 +121,7 @@ class XModalViTConfig:
         sketchy = dataset == "sketchy"
         base = dict(
             profile="paper", dataset={"shoev2": "qmul_v2", "chairv2": "qmul_v2", "sketchy": "sketchy"}[dataset],
-            image_size=224, teacher_backbone="vit_base_patch16_224", teacher_pretrained=True,
+            image_size=224, input_norm="none", teacher_backbone="vit_base_patch16_224", teacher_pretrained=True,
             teacher_patch_size=None, teacher_depth=None, teacher_embed_dim=None, teacher_num_heads=None,
             teacher_queue=64 if sketchy else 128, teacher_lr=3e-6, teacher_weight_decay=1e-4,
             teacher_schedule="cosine", teacher_epochs=20000,
@@ -238,12 +239,12 @@ def index_to_tensors(index, loader, progress: bool = True) -> FGTensors:
 
 def load_data(cfg: XModalViTConfig, progress: bool = True) -> XModalData:
     """Open ``cfg.dataset`` (synthetic data are generated on demand), preload at ``cfg.image_size``
-    without mean/std normalisation (as the official code), split val photos off the train split."""
+    with ``cfg.input_norm`` (the official code uses none), split val photos off the train split."""
     from ..data import open_dataset
     from ..data.transforms import ImageLoader
 
     index = open_dataset(cfg.dataset, root=cfg.data_root)
-    loader = ImageLoader(cfg.image_size, normalize="none", sketch_crop=False)
+    loader = ImageLoader(cfg.image_size, normalize=cfg.input_norm, sketch_crop=False)
     train = index_to_tensors(index.subset("train"), loader, progress)
     test = index_to_tensors(index.subset("test"), loader, progress)
     if train.photos.shape[0] == 0 or test.photos.shape[0] == 0:
