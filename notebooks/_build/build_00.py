@@ -80,7 +80,7 @@ cells = [
         """
         shown = dp.pick_classes(cat, N_CLASSES, seed=SEED, prefer_unseen=2)
         fig = dp.class_grid(cat, shown, per_class=PER_CLASS, size=IMG_SIZE, seed=SEED)
-        save_fig(fig, "00_synthetic_class_grid")
+        save_fig(fig, "00_synthetic_class_grid");
         """
     ),
     md(
