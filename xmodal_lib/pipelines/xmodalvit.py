@@ -65,7 +65,7 @@ class XModalViTConfig:
     teacher_lr: float = 3e-4
     teacher_weight_decay: float = 1e-4
     teacher_schedule: str = "cosine"
-    teacher_epochs: int = 30
+    teacher_epochs: int = 40
     teacher_max_steps: int | None = None
     # students
     student_backbone: str = "vit_tiny_patch16_224"
@@ -79,7 +79,7 @@ class XModalViTConfig:
     student_weight_decay: float = 1e-5
     student_schedule: str = "exponential"
     student_gamma: float = 0.99999
-    student_epochs: int = 30
+    student_epochs: int = 40
     student_max_steps: int | None = None
     sketch_target: str = "z_s"  # teacher branch distilled into the sketch student: "z_s" or "z_p"
     # losses
@@ -89,7 +89,7 @@ class XModalViTConfig:
     # triplet baseline (no teacher)
     triplet_margin: float = 0.2
     baseline_lr: float = 3e-4
-    baseline_epochs: int = 30
+    baseline_epochs: int = 40
     # evaluation: score = dot product of the (un-normalised) student embeddings, as the paper's code
     eval_metric: str = "dot"
     eval_batch_size: int = 64
