@@ -28,7 +28,7 @@ __all__ = [
     "METHODS", "ZSEExplanation", "zse_explain", "zse_attention_figure", "zse_pair_figure", "xmodal_explain",
     "xmodal_pair_figure", "crossatnet_explain", "crossatnet_pair_figure", "explain_pair", "ExplorerGallery",
     "search_and_show", "strokes_to_array", "strokes_to_image", "sketch_image_to_tensor", "strokes_to_tensor",
-    "ExplorerCallbacks", "drawing_canvas", "build_explorer",
+    "ExplorerCallbacks", "figure_png", "drawing_canvas", "build_explorer",
 ]
 
 
@@ -259,14 +259,23 @@ class ExplorerCallbacks:
 
 
 # --------------------------------------------------------------------------- widgets
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure (widget panes show these, whatever the backend)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+    return buf.getvalue()
+
+
 def _show(out, figs) -> None:
     import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Image, display
 
     out.clear_output(wait=True)
     with out:
         for f in (figs if isinstance(figs, (tuple, list)) else (figs,)):
-            display(f)
+            display(Image(data=figure_png(f)))
             plt.close(f)
 
 
@@ -364,5 +373,6 @@ def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
     canvas = drawing_canvas(lambda strokes: refresh(cb.search_drawn(strokes, canvas_size)), canvas_size) \
         if can_draw else W.Label("(no loader: drawing disabled)")
     refresh(cb.update())
-    controls = W.VBox([q, m, k, r, W.HTML("<b>or draw a query</b>"), canvas])
+    controls = W.VBox([q, m, k, r, W.HTML("<b>or draw a query</b>"), canvas],
+                      layout=W.Layout(min_width=f"{max(300, canvas_size + 20)}px"))
     return W.HBox([controls, W.VBox([out_s, out_e])])
