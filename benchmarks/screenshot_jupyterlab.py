@@ -92,7 +92,7 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
         browser = pw.chromium.launch_persistent_context(
             profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1500, "height": 1300})
+            viewport={"width": 1600, "height": 1400})
         page = browser.pages[0] if browser.pages else browser.new_page()
         page.goto(url, wait_until="domcontentloaded", timeout=120_000)
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
@@ -104,13 +104,13 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
             " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
         t0 = time.time()
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        page.wait_for_selector(".jp-OutputArea .widget-dropdown", timeout=int(timeout_s * 1000))
+        page.wait_for_selector(".jp-OutputArea .xmodal-explorer .widget-dropdown", timeout=int(timeout_s * 1000))
         page.wait_for_selector(".jp-OutputArea canvas", timeout=120_000)
         page.wait_for_function(  # all cells done (no '[*]' prompts left)
             "() => !Array.from(document.querySelectorAll('.jp-InputPrompt')).some(e => e.textContent.includes('*'))",
             timeout=int(timeout_s * 1000))
         report["run_all_s"] = round(time.time() - t0, 1)
-        widget = page.locator(".jp-OutputArea .jupyter-widgets.widget-hbox").last
+        widget = page.locator(".jp-OutputArea .xmodal-explorer").last
         widget.scroll_into_view_if_needed()
         time.sleep(2.0)
         # draw a stroke on the ipycanvas canvas (top layer receives the mouse) and press Search
@@ -134,7 +134,8 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
             except Exception as e:  # noqa: BLE001 - report, still take the screenshot
                 report["drawn_search"] = f"no confirmation: {type(e).__name__}"
             time.sleep(3.0)
-            widget.scroll_into_view_if_needed()
+        widget.evaluate("e => e.scrollIntoView({block: 'start'})")  # the whole explorer from its top
+        time.sleep(1.5)
         report["n_dropdowns"] = page.locator(".jp-OutputArea .widget-dropdown").count()
         report["n_sliders"] = page.locator(".jp-OutputArea .widget-slider").count()
         report["n_canvases"] = page.locator(".jp-OutputArea canvas").count()

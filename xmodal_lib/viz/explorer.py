@@ -375,4 +375,6 @@ def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
     refresh(cb.update())
     controls = W.VBox([q, m, k, r, W.HTML("<b>or draw a query</b>"), canvas],
                       layout=W.Layout(min_width=f"{max(300, canvas_size + 20)}px"))
-    return W.HBox([controls, W.VBox([out_s, out_e])])
+    box = W.HBox([controls, W.VBox([out_s, out_e])])
+    box.add_class("xmodal-explorer")  # a handle for browser tests / screenshots
+    return box
