@@ -135,7 +135,10 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
                 report["drawn_search"] = f"no confirmation: {type(e).__name__}"
             time.sleep(3.0)
         widget.evaluate("e => e.scrollIntoView({block: 'start'})")  # the whole explorer from its top
-        time.sleep(1.5)
+        page.wait_for_function(  # every figure image of the explorer decoded
+            "() => { const im = Array.from(document.querySelectorAll('.xmodal-explorer img'));"
+            " return im.length >= 2 && im.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
+        time.sleep(3.0)
         report["n_dropdowns"] = page.locator(".jp-OutputArea .widget-dropdown").count()
         report["n_sliders"] = page.locator(".jp-OutputArea .widget-slider").count()
         report["n_canvases"] = page.locator(".jp-OutputArea canvas").count()
