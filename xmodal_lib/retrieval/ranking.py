@@ -336,18 +336,19 @@ def _hits_by_row_search(s: torch.Tensor, ql: torch.Tensor, lab: LabelIndex, larg
     # keys ascending per row make the binary searches ~2x faster (neighbouring paths stay cached)
     order = _argsort_rows(keys)
     keys = np.take_along_axis(keys, order, 1)
-    cols = np.take_along_axis(cols, order, 1)
     valid = np.take_along_axis(valid, order, 1)
     lo, nxt, has_nan = _row_search(a, keys)
     if has_nan:
         raise ValueError("scores contains NaN; retrieval metrics need a total order")
-    rank = (g_n - 1 - lo) if largest else lo  # (q, R_max) items strictly better, if no tie
+    rank = np.subtract(g_n - 1, lo, out=lo) if largest else lo  # (q, R_max) items strictly better, if no tie
     tied = valid & (nxt == keys)  # another item has exactly this score
+    del nxt
     if tied.any():
         tr, tp = np.nonzero(tied)
         if tr.size > 16 * max(64, q_n):  # heavy ties (quantised scores): the full sort is cheaper
             return None
-        n_eq, n_first = _tied_first_np(a, ql.numpy(), lab.gl.numpy(), tr, cols[tr, tp], keys[tr, tp], ties)
+        tc = cols[tr, order[tr, tp]]  # gallery index of each tied hit (cols is in unsorted order)
+        n_eq, n_first = _tied_first_np(a, ql.numpy(), lab.gl.numpy(), tr, tc, keys[tr, tp], ties)
         # rank so far assumed no tie: fix it to (#strictly better) + (#tied placed first)
         rank[tr, tp] += n_first - (n_eq if largest else 0)
     rank[~valid] = g_n
