@@ -138,7 +138,8 @@ def test_failing_notebook_stops_run_and_names_cell(nbdir: Path, tmp_path: Path) 
     _nb(nbdir / "02_never.ipynb", "X = 1", "print('never')")
     writer = (
         "from xmodal_lib.results import write_results\n"
-        "write_results('first', {'epochs': EPOCHS, 'seed': SEED, 'lr': LR})"
+        "from xmodal_lib.paths import runs_dir\n"
+        "write_results('first', {'epochs': EPOCHS, 'seed': SEED, 'lr': LR, 'runs': str(runs_dir())})"
     )
     nb = nbformat.read(str(nbdir / "00_first.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(writer))
@@ -161,7 +162,8 @@ def test_failing_notebook_stops_run_and_names_cell(nbdir: Path, tmp_path: Path) 
     assert status["02_never.ipynb"]["status"] == "pending"
     assert not (run / "02_never.ipynb").exists()
     # the kernel saw the run's artifacts folder and the typed, layered parameters
-    assert json.loads((run / "results.json").read_text()) == {"first": {"epochs": 2, "seed": 3, "lr": 0.001}}
+    assert json.loads((run / "results.json").read_text()) == {
+        "first": {"epochs": 2, "seed": 3, "lr": 0.001, "runs": str(run / "train")}}
     assert (run / "artifacts" / "results" / "first.json").is_file()
     assert man["seeds"]["00_first"] == {"SEED": 3}
     report = (run / "results.md").read_text()

@@ -432,7 +432,8 @@ def reproduce(
         "kernel": kernel,
         "overrides": list(overrides),
         **environment_facts(paths.repo_root()),
-        "env": {"XMODAL_ARTIFACTS": str(artifacts), "XMODAL_FIGURES": str(paths.figures_dir())},
+        "env": {"XMODAL_ARTIFACTS": str(artifacts), "XMODAL_RUNS": str(run_dir / "train"),
+                "XMODAL_FIGURES": str(paths.figures_dir())},
         "seeds": {p.stem: _seeds(p.effective) for p in plans},
         "notebooks": [],
         "total_wall_s": None,
@@ -445,8 +446,11 @@ def reproduce(
 
     flush()
     log(f"xmodal reproduce: profile={profile}, {len(plans)} notebook(s) -> {run_dir}")
-    saved_env = {k: os.environ.get(k) for k in ("XMODAL_ARTIFACTS",)}
-    os.environ["XMODAL_ARTIFACTS"] = str(artifacts)  # the kernel inherits this environment
+    saved_env = {k: os.environ.get(k) for k in ("XMODAL_ARTIFACTS", "XMODAL_RUNS")}
+    # the kernel inherits this environment: checkpoints, results and training folders of the
+    # notebooks stay inside this run's folder
+    os.environ["XMODAL_ARTIFACTS"] = str(artifacts)
+    os.environ["XMODAL_RUNS"] = str(run_dir / "train")
     t_all = time.perf_counter()
     failure: NotebookFailed | None = None
     try:
