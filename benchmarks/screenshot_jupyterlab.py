@@ -138,6 +138,10 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
         page.wait_for_function(  # every figure image of the explorer decoded
             "() => { const im = Array.from(document.querySelectorAll('.xmodal-explorer img'));"
             " return im.length >= 2 && im.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
+        page.mouse.move(800, 700)
+        page.mouse.wheel(0, 40)   # nudge the scroller so Chromium repaints the freshly replaced images
+        time.sleep(1.0)
+        page.mouse.wheel(0, -40)
         time.sleep(3.0)
         report["n_dropdowns"] = page.locator(".jp-OutputArea .widget-dropdown").count()
         report["n_sliders"] = page.locator(".jp-OutputArea .widget-slider").count()
@@ -170,6 +174,9 @@ def main() -> int:
     quiet.mkdir(parents=True)
     (quiet / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
                                                                          "checkForUpdates": False}))
+    nbset = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    nbset.mkdir(parents=True)  # render every cell (no virtual windowing: off-screen cells paint late)
+    (nbset / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     nb_dir = tmp / "nb"
     nb_dir.mkdir()
     nb = prepare_notebook(nb_dir)
