@@ -138,15 +138,19 @@ def drive(url: str, out_png: Path, timeout_s: float) -> dict:
         page.wait_for_function(  # every figure image of the explorer decoded
             "() => { const im = Array.from(document.querySelectorAll('.xmodal-explorer img'));"
             " return im.length >= 2 && im.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
-        page.mouse.move(800, 700)
-        page.mouse.wheel(0, 40)   # nudge the scroller so Chromium repaints the freshly replaced images
-        time.sleep(1.0)
-        page.mouse.wheel(0, -40)
-        time.sleep(3.0)
+        for size in ({"width": 1601, "height": 1401}, {"width": 1600, "height": 1400}):
+            page.set_viewport_size(size)  # a resize forces a full repaint (software raster leaves tiles white)
+            time.sleep(2.0)
+        widget.evaluate("e => e.scrollIntoView({block: 'start'})")
+        time.sleep(2.0)
         report["n_dropdowns"] = page.locator(".jp-OutputArea .widget-dropdown").count()
         report["n_sliders"] = page.locator(".jp-OutputArea .widget-slider").count()
         report["n_canvases"] = page.locator(".jp-OutputArea canvas").count()
         report["n_output_images"] = page.locator(".jp-OutputArea .widget-output img").count()
+        report["explorer_images"] = page.evaluate(
+            "() => Array.from(document.querySelectorAll('.xmodal-explorer img')).map(i => {"
+            " const r = i.getBoundingClientRect(); return [Math.round(r.x), Math.round(r.y), Math.round(r.width),"
+            " Math.round(r.height), i.naturalWidth, i.naturalHeight]; })")
         out_png.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out_png), full_page=False)
         browser.close()

@@ -260,9 +260,12 @@ class ExplorerCallbacks:
 
 # --------------------------------------------------------------------------- widgets
 def figure_png(fig) -> bytes:
-    """PNG bytes of a matplotlib figure (widget panes show these, whatever the backend)."""
+    """PNG bytes of a matplotlib figure, drawn on its own Agg canvas (independent of the backend)."""
     import io
 
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # detach from the notebook backend's manager
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
     return buf.getvalue()
@@ -272,11 +275,14 @@ def _show(out, figs) -> None:
     import matplotlib.pyplot as plt
     from IPython.display import Image, display
 
+    figs = figs if isinstance(figs, (tuple, list)) else (figs,)
+    pngs = [figure_png(f) for f in figs]  # render everything before touching the output widget
+    for f in figs:
+        plt.close(f)
     out.clear_output(wait=True)
     with out:
-        for f in (figs if isinstance(figs, (tuple, list)) else (figs,)):
-            display(Image(data=figure_png(f)))
-            plt.close(f)
+        for png in pngs:
+            display(Image(data=png))
 
 
 def drawing_canvas(on_search: Callable[[list[list[tuple[float, float]]]], None], size: int = 256,
@@ -357,8 +363,15 @@ def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
     out_s, out_e = W.Output(), W.Output()
 
     def refresh(figs):
-        _show(out_s, figs[0])
-        _show(out_e, figs[1])
+        pngs = [figure_png(f) for f in figs]  # both rendered before either pane changes
+        for out, png, f in zip((out_s, out_e), pngs, figs):
+            import matplotlib.pyplot as plt
+            from IPython.display import Image, display
+
+            plt.close(f)
+            out.clear_output(wait=True)
+            with out:
+                display(Image(data=png))
 
     q.observe(lambda ch: refresh(cb.select_query(ch["new"])), names="value")
     m.observe(lambda ch: refresh(cb.select_method(ch["new"])), names="value")
