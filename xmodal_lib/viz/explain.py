@@ -121,8 +121,12 @@ def attention_to_heatmap(attn: torch.Tensor | np.ndarray, grid: int | tuple[int,
     pos = _positions(a.numel(), grid, kept_indices, "attn")
     full = torch.zeros(grid * grid)
     full[torch.as_tensor(pos)] = a
+    return _upsample(full.view(1, 1, grid, grid), image_size, mode, normalize)  # (1, 1, g, g) -> (H, W)
+
+
+def _upsample(m: torch.Tensor, image_size, mode: str, normalize: bool) -> np.ndarray:
+    """A ``(1, 1, gh, gw)`` map resized to ``image_size``, optionally min-max normalised to [0, 1]."""
     hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    m = full.view(1, 1, grid, grid)  # (1, 1, g, g)
     up = F.interpolate(m, size=hw, mode=mode, align_corners=False) if mode != "nearest" \
         else F.interpolate(m, size=hw, mode="nearest")
     h = up[0, 0].numpy()
@@ -135,15 +139,7 @@ def attention_to_heatmap(attn: torch.Tensor | np.ndarray, grid: int | tuple[int,
 def _heatmap_rect(attn, gh: int, gw: int, image_size, reduce: str, normalize: bool, mode: str) -> np.ndarray:
     a = torch.as_tensor(np.asarray(attn) if not isinstance(attn, torch.Tensor) else attn).detach().float().cpu()
     a = a.reshape(-1, gh * gw).mean(0) if reduce == "mean" else a.reshape(-1, gh * gw).amax(0)
-    hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    m = a.view(1, 1, gh, gw)  # (1, 1, gh, gw)
-    up = F.interpolate(m, size=hw, mode=mode, align_corners=False) if mode != "nearest" \
-        else F.interpolate(m, size=hw, mode="nearest")
-    h = up[0, 0].numpy()
-    if normalize:
-        lo, hi = float(h.min()), float(h.max())
-        h = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
-    return h.astype(np.float32)
+    return _upsample(a.view(1, 1, gh, gw), image_size, mode, normalize)  # (1, 1, gh, gw) -> (H, W)
 
 
 def overlay_heatmap(image: np.ndarray | torch.Tensor, heatmap: np.ndarray, alpha: float = 0.5,
