@@ -11,13 +11,25 @@ their attention on request (no hooks).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from . import explain as ex
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; the model's previous train/eval mode is restored afterwards."""
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
 
 METHODS = ("zse", "xmodalvit", "crossatnet")
 
@@ -60,16 +72,12 @@ class ZSEExplanation:
 @torch.no_grad()
 def zse_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> ZSEExplanation:
     """Run ZSE-SBIR SA (with attention), CA and RN on one pair; eval mode, no gradients."""
-    was = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         s = model.sa_features(_batch(sketch, model), "sketch", return_attention=True)
         p = model.sa_features(_batch(photo, model), "photo", return_attention=True)
         cs, cp = model.ca(s.tokens, p.tokens)  # (1, 1+N, D) each
         rn = model.rn(cs[:, 1:], s.kept, cp[:, 1:], p.kept)
         cos = torch.nn.functional.cosine_similarity(s.tokens[:, 0], p.tokens[:, 0]).item()
-    finally:
-        model.train(was)
     cpu = lambda xs: [x[0].cpu() for x in xs]  # noqa: E731
     return ZSEExplanation(int(model.sa.grid), cpu(s.ret_attn), cpu(s.ret_attn_pos), cpu(p.ret_attn),
                           cpu(p.ret_attn_pos), cs[0, 1:].cpu(), cp[0, 1:].cpu(), s.kept[0].cpu(),
@@ -123,12 +131,8 @@ def xmodal_explain(teacher, sketch: torch.Tensor, photo: torch.Tensor) -> dict[s
     patches), ``photo_to_sketch`` (heads, Ns) (photo [CLS] over sketch patches) and
     ``photo_to_sketch_cls`` (heads,) (weight on the fresh sketch [CLS]).
     """
-    was = teacher.training
-    teacher.eval()
-    try:
+    with _eval_mode(teacher):
         z_p, z_s, maps = teacher(_batch(photo, teacher), _batch(sketch, teacher), return_attention=True)
-    finally:
-        teacher.train(was)
     return {
         "grid": tuple(int(v) for v in teacher.grid),
         "sketch_to_photo": [m["sketch_to_photo"][0, :, 1:].cpu() for m in maps],   # drop q_s itself
@@ -166,17 +170,13 @@ def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, A
 @torch.no_grad()
 def crossatnet_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> dict[str, Any]:
     """CrossATNet attention maps (h, w) of one pair: ``guided`` (by this sketch) and ``own``."""
-    was = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         x_p, x_s = _batch(photo, model), _batch(sketch, model)
         z_p, own = model.encode_photo(x_p, return_attention=True)
         out = {"own": own[0].cpu(), "cosine": float((model.encode_sketch(x_s) * z_p).sum())}
         if model.cfg.cross_attention:
             _, guided = model.encode_photo_guided(x_p, x_s, return_attention=True)
             out["guided"] = guided[0].cpu()
-    finally:
-        model.train(was)
     return out
 
 
