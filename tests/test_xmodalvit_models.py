@@ -106,3 +106,27 @@ def test_students_shapes_and_normalisation():
     st.normalize = True
     assert torch.allclose(st.encode_photo(x).norm(dim=1), torch.ones(2), atol=1e-5)
     assert st.photo is not st.sketch and st.photo.backbone is not st.sketch.backbone
+
+
+def test_cross_attention_fused_and_explicit_paths_agree_with_gradients():
+    torch.manual_seed(1)
+    ca = CrossAttention(24, heads=3)
+    seq = torch.randn(4, 11, 24, requires_grad=True)
+    out_f, w_f = ca(seq, need_weights=False)  # fused SDPA
+    out_e, w_e = ca(seq, need_weights=True)  # explicit softmax
+    assert w_f is None and w_e.shape == (4, 3, 11)
+    torch.testing.assert_close(out_f, out_e, rtol=1e-5, atol=1e-6)
+    g_f = torch.autograd.grad(out_f.square().sum(), seq)[0]
+    g_e = torch.autograd.grad(out_e.square().sum(), seq)[0]
+    torch.testing.assert_close(g_f, g_e, rtol=1e-4, atol=1e-6)
+
+
+def test_teacher_outputs_equal_with_and_without_attention_maps():
+    torch.manual_seed(0)
+    t = build_teacher("vit_tiny_patch16_224", img_size=32, **vit_overrides(8, 1, 24, 3)).eval()
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    zp, zs = t(x, y)  # fused path
+    zp2, zs2, maps = t(x, y, return_attention=True)  # explicit path
+    assert len(maps) == len(t.layers) and maps[0]["sketch_to_photo"].shape[-1] == 1 + 16
+    torch.testing.assert_close(zp, zp2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(zs, zs2, rtol=1e-5, atol=1e-6)

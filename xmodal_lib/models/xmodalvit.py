@@ -49,7 +49,9 @@ def vit_overrides(
 class CrossAttention(nn.Module):
     """PreNorm cross-attention with a single query: token 0 of the (normed) input sequence.
 
-    ``forward(seq [B,T,D]) -> (out [B,1,D], attn [B,heads,T])``.
+    ``forward(seq [B,T,D], need_weights) -> (out [B,1,D], attn [B,heads,T] or None)``. Without
+    weights the fused ``scaled_dot_product_attention`` kernel runs (flash / memory-efficient on
+    GPU); with weights the explicit softmax path runs (figures). Both are tested equal.
     """
 
     def __init__(self, dim: int, heads: int = 3, dim_head: int | None = None, dropout: float = 0.0):
@@ -65,17 +67,22 @@ class CrossAttention(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+        self.fused = True  # False forces the explicit path (the official regime, for benchmarks)
 
-    def forward(self, seq: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, seq: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
         b, t, _ = seq.shape
         x = self.norm(seq)  # LayerNorm over every token of the sequence
         h, dh = self.heads, self.dim_head
         q = self.to_q(x[:, :1]).view(b, 1, h, dh).transpose(1, 2)  # (B, h, 1, dh)
         k = self.to_k(x).view(b, t, h, dh).transpose(1, 2)  # (B, h, T, dh)
         v = self.to_v(x).view(b, t, h, dh).transpose(1, 2)  # (B, h, T, dh)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)  # (B, h, 1, T)
-        out = (attn @ v).transpose(1, 2).reshape(b, 1, h * dh)  # (B, 1, h*dh)
-        return self.to_out(out), attn[:, :, 0]  # (B, 1, D), (B, h, T)
+        if need_weights or not self.fused:
+            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)  # (B, h, 1, T)
+            out, weights = attn @ v, attn[:, :, 0]  # (B, h, 1, dh), (B, h, T)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, scale=self.scale), None  # (B, h, 1, dh)
+        out = out.transpose(1, 2).reshape(b, 1, h * dh)  # (B, 1, h*dh)
+        return self.to_out(out), (weights if need_weights else None)
 
 
 class XMALayer(nn.Module):
@@ -90,23 +97,26 @@ class XMALayer(nn.Module):
         self.ca_l = CrossAttention(dim, heads, dim_head, dropout)  # sketch CLS over photo patches
         self.ca_s = CrossAttention(dim, heads, dim_head, dropout)  # photo CLS over sketch branch
 
-    def forward(self, xp: Tensor, xs: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def forward(self, xp: Tensor, xs: Tensor, need_weights: bool = True
+                ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """``xp [B,1+Np,D]``, ``xs [B,1+Ns,D]`` -> updated sequences + attention weights.
 
-        Attention dict: ``"sketch_to_photo" [B,h,1+Np]`` over ``[q_s ; P_p]`` and
+        Attention dict (empty when ``need_weights=False``, the fused SDPA path):
+        ``"sketch_to_photo" [B,h,1+Np]`` over ``[q_s ; P_p]`` and
         ``"photo_to_sketch" [B,h,2+Ns]`` over ``[q_p ; c_s_new ; P_s]``.
         """
         c_p, p_p = xp[:, :1], xp[:, 1:]  # (B, 1, D), (B, Np, D)
         c_s, p_s = xs[:, :1], xs[:, 1:]
         q_s = self.f_21(c_s)
-        u, a_sp = self.ca_l(torch.cat([q_s, p_p], dim=1))  # (B, 1+Np, D) -> (B, 1, D)
+        u, a_sp = self.ca_l(torch.cat([q_s, p_p], dim=1), need_weights)  # (B, 1+Np, D) -> (B, 1, D)
         c_s = self.g_12(q_s + u)
         xs = torch.cat([c_s, p_s], dim=1)
         q_p = self.f_12(c_p)
-        v, a_ps = self.ca_s(torch.cat([q_p, xs], dim=1))  # (B, 2+Ns, D) -> (B, 1, D)
+        v, a_ps = self.ca_s(torch.cat([q_p, xs], dim=1), need_weights)  # (B, 2+Ns, D) -> (B, 1, D)
         c_p = self.g_21(q_p + v)
         xp = torch.cat([c_p, p_p], dim=1)
-        return xp, xs, {"sketch_to_photo": a_sp, "photo_to_sketch": a_ps}
+        maps = {"sketch_to_photo": a_sp, "photo_to_sketch": a_ps} if need_weights else {}
+        return xp, xs, maps
 
 
 class XModalTeacher(nn.Module):
@@ -141,7 +151,7 @@ class XModalTeacher(nn.Module):
         xs = self._tokens(self.sketch_encoder, sketch)  # (B, 1+Ns, D)
         maps = []
         for layer in self.layers:
-            xp, xs, a = layer(xp, xs)
+            xp, xs, a = layer(xp, xs, need_weights=return_attention)
             maps.append(a)
         z_p, z_s = xp[:, 0], xs[:, 0]  # (B, D)
         return (z_p, z_s, maps) if return_attention else (z_p, z_s)
