@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..distributed import gather_cat
 from ..losses.rkd import rkd_angle, rkd_distance
 from ..losses.xaqc import XAQC
 from ..models.xmodalvit import StudentPair, XModalTeacher, build_students, build_teacher, vit_overrides
@@ -454,6 +455,8 @@ def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational:
             e_b = students.sketch(sk_b)
             s_p, t_p = torch.cat([e_p, e_p]), torch.cat([zp_a, zp_b])  # (2B, D)
             s_s, t_s = torch.cat([e_a, e_b]), torch.cat([t_a, t_b])
+            # RKD relates every pair/triple of the batch: under DDP it sees the global batch (2B*W, D)
+            s_p, t_p, s_s, t_s = (gather_cat(x) for x in (s_p, t_p, s_s, t_s))
             out["dist"] = rkd_distance(s_p, t_p) + rkd_distance(s_s, t_s)
             out["angle"] = rkd_angle(s_p, t_p, angle_chunk) + rkd_angle(s_s, t_s, angle_chunk)
         out["loss"] = sum(out.values())
@@ -494,6 +497,7 @@ def triplet_step(margin: float):
     def step(students: nn.Module, batch: Any) -> dict[str, Tensor]:
         photo, sk_a, _ = batch
         e_p, e_s = students.encode_photo(photo), students.encode_sketch(sk_a)  # (B, D), normalised
+        e_p, e_s = gather_cat(e_p), gather_cat(e_s)  # negatives from the global batch under DDP (B*W, D)
         d = torch.cdist(e_s, e_p)  # (B, B): sketch i to photo j
         pos = d.diagonal()[:, None]
         off = ~torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
