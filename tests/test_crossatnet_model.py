@@ -75,3 +75,31 @@ def test_no_cross_attention_variant_and_vit_backbone():
         m.guided_attention(torch.randn(2, 4, 64), out["z_s"])
     with pytest.raises(ValueError, match="unknown timm model"):
         CrossATNet(CrossATNetConfig(backbone="not_a_model_xyz"))
+
+
+def test_channels_last_backbones_give_the_same_outputs_and_gradients():
+    from xmodal_lib.models.crossatnet import to_channels_last
+
+    cfg = dict(backbone="test_resnet", img_size=32, output_stride=8, embed_dim=24, attn_dim=8, hash_bits=(16,))
+    torch.manual_seed(0)
+    ref = CrossATNet(CrossATNetConfig(**cfg)).train()
+    torch.manual_seed(0)
+    nhwc = CrossATNet(CrossATNetConfig(**cfg, channels_last=True)).train()
+    conv_w = [m.weight for m in nhwc.photo_net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert conv_w and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_w)
+    assert to_channels_last(nhwc) == 0  # already converted
+    g = torch.Generator().manual_seed(3)
+    sk, ph = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    outs = []
+    for m in (ref, nhwc):
+        out = m(sk, ph)
+        sum(v.float().sum() for v in out.values()).backward()
+        outs.append(out)
+    for k in outs[0]:
+        torch.testing.assert_close(outs[0][k], outs[1][k], atol=1e-5, rtol=1e-4)
+    for (n, p), (_, q) in zip(ref.named_parameters(), nhwc.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-3, msg=lambda m, n=n: f"{n}: {m}")
+    # a ViT backbone is not a CNN: nothing converted
+    vit = CrossATNet(CrossATNetConfig(backbone="test_vit", img_size=32, output_stride=0, embed_dim=8,
+                                      attn_dim=4, hash_bits=()))
+    assert to_channels_last(vit) == 0

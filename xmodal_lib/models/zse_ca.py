@@ -17,10 +17,16 @@ the layer is not built.
 
 For exhaustive scoring the Q/K/V projections of every image can be computed once
 (:meth:`CrossAttention.project`) and reused for every pair (:meth:`CrossAttention.pairs_from_projections`).
+
+Attention kernel: the fused ``scaled_dot_product_attention`` (flash / memory-efficient kernels on
+GPU) runs unless the weights are requested (``return_attention=True``, figures) or the layer's
+``fused`` flag is False (the official explicit-softmax regime, for benchmarks; see
+:func:`xmodal_lib.models.attention.set_attention_impl`). Both paths are tested equal.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["CALayerNorm", "CrossAttentionLayer", "CrossAttention"]
@@ -54,26 +60,38 @@ class CrossAttentionLayer(nn.Module):
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.norm1, self.norm2 = CALayerNorm(dim), CALayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.fused = True  # False forces the explicit softmax path (official regime, benchmarks)
 
     def _split(self, x: Tensor) -> Tensor:
         B, N, _ = x.shape
         return x.view(B, N, self.heads, self.hd).transpose(1, 2)  # (B, H, N, hd)
 
-    def from_projections(self, q: Tensor, k: Tensor, v: Tensor, v_in: Tensor) -> Tensor:
-        """Layer output from projected q, k, v (B, N, D) and the residual input v_in (B, N, D)."""
+    def from_projections(self, q: Tensor, k: Tensor, v: Tensor, v_in: Tensor,
+                         return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Layer output from projected q, k, v (B, N, D) and the residual input v_in (B, N, D).
+
+        ``return_attention=True`` also returns the softmax weights (B, H, N, N) (explicit path).
+        """
         if q.shape[1] != v_in.shape[1]:
             raise ValueError(f"CA: query length {q.shape[1]} != own-modality length {v_in.shape[1]}")
         B, N, D = q.shape
         qh, kh, vh = self._split(q), self._split(k), self._split(v)
-        w = (qh @ kh.transpose(-2, -1)) * self.hd ** -0.5  # (B, H, N, N)
-        a = self.attn_drop(w.softmax(dim=-1)) @ vh  # (B, H, N, hd)
+        w = None
+        if return_attention or not self.fused:
+            w = ((qh @ kh.transpose(-2, -1)) * self.hd ** -0.5).softmax(dim=-1)  # (B, H, N, N)
+            a = self.attn_drop(w) @ vh  # (B, H, N, hd)
+        else:
+            drop = self.attn_drop.p if self.training else 0.0
+            a = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=drop)  # (B, H, N, hd)
         a = self.o(a.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
         x = self.norm1(v_in + self.drop1(a))
-        return self.norm2(x + self.drop2(self.ffn(x)))
+        out = self.norm2(x + self.drop2(self.ffn(x)))
+        return (out, w) if return_attention else out
 
-    def forward(self, q_in: Tensor, k_in: Tensor, v_in: Tensor) -> Tensor:
+    def forward(self, q_in: Tensor, k_in: Tensor, v_in: Tensor,
+                return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Attend with Q from q_in, K from k_in, V (and the residual) from v_in; all (B, N, D)."""
-        return self.from_projections(self.q(q_in), self.k(k_in), self.v(v_in), v_in)
+        return self.from_projections(self.q(q_in), self.k(k_in), self.v(v_in), v_in, return_attention)
 
 
 class CrossAttention(nn.Module):
@@ -88,14 +106,24 @@ class CrossAttention(nn.Module):
         self.sketch_layer = CrossAttentionLayer(dim, heads, ffn, dropout)
         self.photo_layer = CrossAttentionLayer(dim, heads, ffn, dropout)
 
-    def forward(self, xs: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
-        """Paired sequences xs, xp (n, N, D) -> (sketch_out, photo_out), each (n, N, D)."""
+    def forward(self, xs: Tensor, xp: Tensor, return_attention: bool = False):
+        """Paired sequences xs, xp (n, N, D) -> (sketch_out, photo_out), each (n, N, D).
+
+        ``return_attention=True`` adds a dict ``{"sketch": (n, H, N, N), "photo": (n, H, N, N)}``
+        of softmax weights (rows = queries of that layer, columns = keys).
+        """
         if xs.shape != xp.shape:
             raise ValueError(f"CA: sketch {tuple(xs.shape)} and photo {tuple(xp.shape)} shapes differ")
         ls, lp = self.sketch_layer, self.photo_layer
         if self.variant == "paper":
-            return ls(q_in=xp, k_in=xs, v_in=xs), lp(q_in=xs, k_in=xp, v_in=xp)
-        return ls(q_in=xs, k_in=xp, v_in=xs), lp(q_in=xp, k_in=xs, v_in=xp)
+            s = ls(q_in=xp, k_in=xs, v_in=xs, return_attention=return_attention)
+            p = lp(q_in=xs, k_in=xp, v_in=xp, return_attention=return_attention)
+        else:
+            s = ls(q_in=xs, k_in=xp, v_in=xs, return_attention=return_attention)
+            p = lp(q_in=xp, k_in=xs, v_in=xp, return_attention=return_attention)
+        if return_attention:
+            return s[0], p[0], {"sketch": s[1], "photo": p[1]}
+        return s, p
 
     def project(self, x: Tensor, modality: str) -> dict[str, Tensor]:
         """Every projection of one modality's sequences (B, N, D) that any pair will need."""

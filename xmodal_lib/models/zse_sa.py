@@ -13,7 +13,9 @@ adds
   downstream code (relation network, explainability) knows where every token sits on the grid.
 * [Ret] attention maps per layer and head on request. timm's fused attention (SDPA) returns no
   weights, so the manual softmax path is used only when maps are requested; pruning layers
-  compute just the [Ret] row next to the fused output.
+  compute just the [Ret] row next to the fused output. A block whose timm ``Attention`` has
+  ``fused_attn = False`` (the official explicit regime, set by
+  :func:`xmodal_lib.models.attention.set_attention_impl`) runs the explicit softmax everywhere.
 """
 from __future__ import annotations
 
@@ -103,7 +105,9 @@ def select_tokens(x: Tensor, ret_attn: Tensor, pos: Tensor, rate: float) -> tupl
 def _attend(attn: nn.Module, y: Tensor, mode: str) -> tuple[Tensor, Tensor | None]:
     """timm ``Attention`` on normed input y (B, N, D); mode: "none" | "ret" (fused + [Ret] row) | "full" (manual)."""
     if mode == "none":
-        return attn(y), None
+        return attn(y), None  # timm picks SDPA or the explicit softmax from attn.fused_attn
+    if mode == "ret" and not getattr(attn, "fused_attn", True):
+        mode = "full"  # explicit regime: the [Ret] row comes from the full softmax
     if getattr(attn, "gate", None) is not None:
         raise ValueError("ZSE SA: gated timm attention is not supported")
     B, N, _ = y.shape
