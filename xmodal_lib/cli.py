@@ -1,11 +1,16 @@
-"""The ``xmodal`` command line: ``xmodal reproduce`` runs the notebook pipeline, ``xmodal list`` shows it."""
+"""The ``xmodal`` command line: ``xmodal reproduce`` runs the notebook pipeline, ``xmodal list`` shows it,
+``xmodal train`` trains one method with the notebooks' pipeline functions (also under ``torchrun``)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, Callable
 
 from . import __version__
+
+TRAIN_METHODS = ("xmodalvit-teacher", "xmodalvit-students", "xmodalvit-baseline", "crossatnet", "zse")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +47,39 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--runs-dir", type=Path, default=None,
                     help="parent of the run folders (default runs/ or $XMODAL_RUNS)")
     rp.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+
+    tr = sub.add_parser(
+        "train",
+        help="train one method (single process, or every rank under torchrun)",
+        description=(
+            "Train one method with the same pipeline functions the notebooks call. Under torchrun each "
+            "rank runs this command: DDP (NCCL on GPUs, gloo on CPU), global batch = the config's "
+            "batch_size, checkpoints and artefacts written by rank 0. Example: torchrun "
+            "--nproc_per_node=4 -m xmodal_lib train crossatnet --profile paper -p batch_size=256"
+        ),
+    )
+    tr.add_argument("method", choices=TRAIN_METHODS,
+                    help="xmodalvit-teacher | xmodalvit-students | xmodalvit-baseline | crossatnet | zse")
+    tr.add_argument("--profile", default="smoke", choices=("smoke", "paper"), help="config preset")
+    tr.add_argument("--dataset", default=None,
+                    help="paper preset's dataset (xmodalvit: shoev2/chairv2/sketchy; crossatnet: "
+                         "sketchy/sketchy21/tuberlin; zse: sketchy25/sketchy21/tuberlin/quickdraw)")
+    tr.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="config field of the method (lower-case name, e.g. batch_size=64, data_root=/data); "
+                         "VALUE is read as YAML")
+    tr.add_argument("--loop", action="append", default=[], metavar="KEY=VALUE",
+                    help="training-loop field for every fit(): num_workers, pin_memory, prefetch_factor, "
+                         "persistent_workers, compile, channels_last, sync_batchnorm, find_unused_parameters, "
+                         "profile_timing, precision, ckpt_every, keep_last")
+    tr.add_argument("--out", type=Path, default=None,
+                    help="training folder (checkpoints, metrics.jsonl); default runs/train/<method>_<profile>")
+    tr.add_argument("--teacher", type=Path, default=None,
+                    help="xmodalvit-students: the teacher's weights (default: notebook 01's artefact)")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tr.add_argument("--evaluate", action="store_true", help="evaluate on the test split afterwards (rank 0)")
+    tr.add_argument("--backend", default="auto", choices=("auto", "nccl", "gloo"),
+                    help="process-group backend under torchrun (auto: nccl when training on CUDA)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="list the notebooks and the parameters a profile sets")
     ls.add_argument("--profile", default="smoke")
@@ -95,11 +133,130 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for text in items:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
+        out[key.strip().lower()] = yaml.safe_load(raw)
+    return out
+
+
+def _make_config(cls: type, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    bad = sorted(set(params) - names)
+    if bad:
+        raise ValueError(f"-p {bad}: not fields of {cls.__name__}; expected some of {sorted(names)}")
+    if profile == "smoke":
+        return cls.smoke(**params)
+    return cls.paper(dataset, **params) if dataset else cls.paper(**params)
+
+
+def _rank0_first(fn: Callable[[], Any]) -> Any:
+    """``fn()`` on rank 0 first (it may generate or cache files), then on the other ranks."""
+    from . import distributed as D
+
+    if D.is_main_process():
+        out = fn()
+        D.barrier()
+        return out
+    D.barrier()
+    return fn()
+
+
+def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool):
+    """Run the method's pipeline training; returns ``(TrainResult, artefact path or None, evaluate())``."""
+    from . import distributed as D
+    from .checkpoint import save_weights
+
+    main = D.is_main_process()
+    if args.method.startswith("xmodalvit"):
+        from .pipelines import xmodalvit as xv
+
+        data = _rank0_first(lambda: xv.load_data(cfg, progress=progress))
+        if args.method == "xmodalvit-teacher":
+            teacher, res = xv.train_teacher(cfg, data, out, resume=args.resume, progress=progress)
+            path = xv.save_teacher(teacher, cfg) if main else None
+            return res, path, lambda: xv.teacher_pair_retrieval(teacher, data.test)
+        if args.method == "xmodalvit-students":
+            loaded = xv.load_teacher(args.teacher)
+            if loaded is None:
+                where = args.teacher or xv.teacher_path()
+                raise ValueError(f"--teacher: no teacher weights at {where}; run `xmodal train xmodalvit-teacher` first")
+            students, res = xv.distil_students(cfg, data, loaded[0], relational=True, out_dir=out,
+                                               resume=args.resume, progress=progress)
+        else:
+            students, res = xv.train_triplet_baseline(cfg, data, out_dir=out, resume=args.resume, progress=progress)
+        path = save_weights(students, out / "students", config=cfg.to_dict()) if main else None
+        return res, path, lambda: xv.evaluate(students, data.test, cfg.eval_metric, cfg.eval_batch_size)
+    if args.method == "crossatnet":
+        from .pipelines import crossatnet as cat
+
+        index = _rank0_first(lambda: cat.load_index(cfg))
+        trained = cat.train(cfg, index.subset("train"), out, progress=progress, resume=args.resume)
+        path = cat.save_artifact(trained.net, cfg) if main else None
+        return trained.result, path, lambda: cat.evaluate(
+            trained.net, cat.embed_test(trained.net, index.subset("test"), cfg), cfg.metrics)
+    from .pipelines import zse
+
+    index = _rank0_first(lambda: zse.load_index(cfg))
+    model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress)
+    path = save_weights(model, out / "zse_model", config={"zse": cfg.to_dict()}) if main else None
+    return res, path, lambda: zse.evaluate_zero_shot(model, index.of_classes(index.unseen), cfg, curve=False)["metrics"]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from . import distributed as D
+    from .paths import runs_dir
+    from .train import loop_overrides
+
+    params, loop = _parse_kv(args.param, "-p"), _parse_kv(args.loop, "--loop")
+    if args.method.startswith("xmodalvit"):
+        from .pipelines.xmodalvit import XModalViTConfig as cls
+    elif args.method == "crossatnet":
+        from .pipelines.crossatnet import CrossATNetRunConfig as cls
+    else:
+        from .pipelines.zse import ZSEPipelineConfig as cls
+    cfg = _make_config(cls, args.profile, args.dataset, params)
+    owned = not (D.dist.is_available() and D.dist.is_initialized())
+    device = D.setup(args.backend, device=str(cfg.device))
+    if D.is_distributed():
+        cfg.device = device.type  # "cuda" = this rank's cuda:LOCAL_RANK
+    out = args.out or runs_dir() / "train" / f"{args.method}_{args.profile}"
+    progress = not args.no_progress and D.is_main_process()
+    with loop_overrides(**loop):
+        res, path, evaluate = _train_method(args, cfg, out, progress)
+    main = D.is_main_process()
+    if owned:
+        D.cleanup()
+    if not main:
+        return 0
+    summary = {"method": args.method, "profile": args.profile, "world_size": res.world_size, "steps": res.steps,
+               "final_loss": res.history[-1]["loss"] if res.history else None, "wall_s": round(res.wall_time, 2),
+               "data_ms": round(res.data_ms, 2), "step_ms": round(res.step_ms, 2), "out_dir": str(out),
+               "weights": str(path) if path else None}
+    if args.evaluate:
+        summary["test"] = evaluate()
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xmodal`` console script."""
     args = _parser().parse_args(argv)
     if args.command == "reproduce":
         return _cmd_reproduce(args)
+    if args.command == "train":
+        try:
+            return _cmd_train(args)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     if args.command == "list":
         return _cmd_list(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

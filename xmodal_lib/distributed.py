@@ -6,14 +6,26 @@ in global order (rank 0's samples first). The gather is differentiable: its back
 incoming gradient over ranks (every rank computes the same global loss) and hands each rank the
 rows it owns. With DDP's gradient averaging this gives exactly the single-process gradient of the
 same global batch.
+
+Process-group life cycle for ``torchrun``: :func:`setup` reads the launcher's environment
+(``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), picks NCCL for CUDA
+and gloo otherwise and pins this process to ``cuda:LOCAL_RANK``; :func:`cleanup` waits for every
+rank and destroys the group. :class:`StepModule` makes a method's ``step_fn`` the ``forward`` of a
+module so DistributedDataParallel sees every parameter use, whatever attributes the step calls.
 """
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+from typing import Any, Callable
+
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["is_distributed", "rank", "world_size", "is_main_process", "gather_cat", "gather_cat_nograd"]
+__all__ = ["is_distributed", "rank", "world_size", "local_rank", "is_main_process", "launched_by_torchrun",
+           "setup", "cleanup", "barrier", "broadcast_object", "all_reduce_mean", "broadcast_buffers",
+           "gather_cat", "gather_cat_nograd", "StepModule"]
 
 
 def is_distributed() -> bool:
@@ -31,9 +43,97 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def local_rank() -> int:
+    """This process's rank on its node (``LOCAL_RANK`` set by torchrun; 0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def is_main_process() -> bool:
     """Rank 0 (writes checkpoints, logs, figures)."""
     return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when the launcher's environment (``RANK`` and ``WORLD_SIZE``) is present."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0) -> torch.device:
+    """Join the process group described by torchrun's environment; return this rank's device.
+
+    ``backend="auto"``: ``"nccl"`` when this rank trains on CUDA, else ``"gloo"``. ``device="auto"``
+    means CUDA when available. With CUDA the process is pinned to ``cuda:LOCAL_RANK``. Without
+    torchrun's variables, or with ``WORLD_SIZE=1``, nothing is initialised (single process).
+    """
+    if device == "auto":
+        use_cuda = torch.cuda.is_available()
+    elif device == "cpu" or device.startswith("cuda"):
+        use_cuda = device != "cpu"
+        if use_cuda and not torch.cuda.is_available():
+            raise ValueError(f"distributed.setup: device={device!r} but CUDA is not available")
+    else:
+        raise ValueError(f"distributed.setup: device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if backend == "auto":
+        backend = "nccl" if use_cuda else "gloo"
+    if backend not in ("nccl", "gloo"):
+        raise ValueError(f"distributed.setup: backend must be 'auto', 'nccl' or 'gloo', got {backend!r}")
+    if backend == "nccl" and not use_cuda:
+        raise ValueError("distributed.setup: backend='nccl' needs CUDA tensors; use 'gloo' for CPU training")
+    dev = torch.device("cuda", local_rank()) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1 or dist.is_initialized():
+        return dev
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ValueError(f"distributed.setup: {var} is not set (launch with torchrun)")
+    kw: dict[str, Any] = {"device_id": dev} if backend == "nccl" else {}
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s), **kw)
+    return dev
+
+
+def cleanup() -> None:
+    """Barrier, then destroy the process group (no-op when none is initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_distributed():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (picklable Python objects; trusted peers only)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+@torch.no_grad()
+def all_reduce_mean(x: Tensor) -> Tensor:
+    """Mean of ``x`` over ranks (a new tensor; ``x`` itself when not distributed)."""
+    if not is_distributed():
+        return x
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y / world_size()
+
+
+@torch.no_grad()
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy every buffer of ``module`` (e.g. BatchNorm running statistics) from rank ``src``."""
+    if not is_distributed():
+        return
+    for b in module.buffers():
+        dist.broadcast(b, src=src)
 
 
 def _check_same_shape(x: Tensor) -> None:
@@ -76,3 +176,20 @@ def gather_cat_nograd(x: Tensor) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+class StepModule(nn.Module):
+    """``forward(batch) = step_fn(model, batch)``: the unit DDP (and ``torch.compile``) wraps.
+
+    DDP syncs gradients only for uses that run inside its ``forward``; method steps call
+    submodules and helpers directly (``students.photo(x)``, ``model.sa_features(x)``), so the
+    whole step becomes the forward. ``step_fn`` always receives the plain, unwrapped model.
+    """
+
+    def __init__(self, model: nn.Module, step_fn: Callable[[nn.Module, Any], dict[str, Tensor]]) -> None:
+        super().__init__()
+        self.model = model
+        self.step_fn = step_fn
+
+    def forward(self, batch: Any) -> dict[str, Tensor]:
+        return self.step_fn(self.model, batch)

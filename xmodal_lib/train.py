@@ -5,14 +5,28 @@ Resume is exact on CPU: the data order is a pure function of ``(seed, epoch)``, 
 deterministic in ``(index, epoch)``, and the checkpoint holds model, optimiser, extra state
 (e.g. a contrastive queue) and every RNG state. A run killed at any point and restarted with
 ``resume=True`` ends with the same weights as an uninterrupted run.
+
+Scale-out: under ``torchrun`` (see :mod:`xmodal_lib.distributed`) the same ``fit`` runs on every
+rank. ``TrainConfig.batch_size`` is the GLOBAL batch: rank r takes the r-th contiguous slice of
+each global batch of the ``(seed, epoch)`` order, so the global batch of step t on N ranks is the
+single-process batch of step t and losses that gather it (``distributed.gather_cat``) see it in
+single-process order. The whole step (``step_fn``) runs inside DistributedDataParallel's forward,
+which averages gradients over ranks. Checkpoints, ``metrics.jsonl`` and the progress bar are rank
+0's; every rank resumes from the same checkpoint. Every rank is seeded alike, so random ops draw
+the same numbers on every rank (identical random negative mining on the gathered batch; dropout
+masks repeat across ranks). BatchNorm normalises with per-rank batch statistics unless
+``sync_batchnorm=True`` (CUDA only); buffers are re-broadcast from rank 0 before validation and
+saving so all ranks hold the same model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -22,6 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from . import distributed as D
 from .checkpoint import load_tensors, optimizer_from_flat, optimizer_to_flat, save_tensors
 
 
@@ -36,6 +51,15 @@ class TrainConfig:
     ``schedule``: ``"constant"``, ``"cosine"`` (over all steps, after warm-up) or
     ``"exponential"`` (``lr * gamma ** epoch``, as XModalViT's students). ``precision="auto"``
     means bf16 autocast on CUDA and fp32 on CPU. ``ckpt_every`` counts optimiser steps.
+
+    ``batch_size`` is the GLOBAL batch; under DDP with W ranks each rank loads ``batch_size / W``
+    (must divide). Loader: ``num_workers`` processes, ``pin_memory`` (None = on when training on
+    CUDA), ``prefetch_factor`` batches per worker ahead, ``persistent_workers`` (the epoch reaches
+    workers with every index, so resume stays exact). ``compile`` wraps the step in
+    ``torch.compile``; ``channels_last`` moves the model and 4-D inputs to channels-last (CNNs).
+    ``sync_batchnorm`` (DDP on CUDA) uses global batch statistics; ``find_unused_parameters`` is
+    DDP's flag for models where a step leaves some trainable parameters unused.
+    ``profile_timing`` synchronises CUDA after every step so ``step_ms`` is exact (slower).
     """
 
     epochs: int = 1
@@ -56,6 +80,14 @@ class TrainConfig:
     drop_last: bool = True
     num_workers: int = 0
     val_every_epochs: int = 1
+    pin_memory: bool | None = None
+    prefetch_factor: int | None = None
+    persistent_workers: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    sync_batchnorm: bool = False
+    find_unused_parameters: bool = False
+    profile_timing: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -66,24 +98,62 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.precision: expected 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        if self.num_workers < 0 or (self.prefetch_factor is not None and self.prefetch_factor < 1):
+            raise ValueError(f"TrainConfig: num_workers >= 0 and prefetch_factor >= 1 expected, "
+                             f"got {self.num_workers}, {self.prefetch_factor}")
+
+
+LOOP_FIELDS = ("num_workers", "pin_memory", "prefetch_factor", "persistent_workers", "compile", "channels_last",
+               "sync_batchnorm", "find_unused_parameters", "profile_timing", "precision", "ckpt_every", "keep_last")
+_OVERRIDES: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def loop_overrides(**kw: Any) -> Iterator[None]:
+    """Apply run-time fields (:data:`LOOP_FIELDS`: loader, compile, DDP flags...) to every :func:`fit`
+    inside the block, on top of the TrainConfig a pipeline builds (the CLI's ``--loop KEY=VALUE``)."""
+    bad = sorted(set(kw) - set(LOOP_FIELDS))
+    if bad:
+        raise ValueError(f"loop_overrides: {bad} are not loop fields; expected some of {list(LOOP_FIELDS)}")
+    old = dict(_OVERRIDES)
+    _OVERRIDES.update(kw)
+    try:
+        yield
+    finally:
+        _OVERRIDES.clear()
+        _OVERRIDES.update(old)
 
 
 @dataclass
 class TrainResult:
-    """What :func:`fit` returns: per-step history, validation rows, last checkpoint, timing."""
+    """What :func:`fit` returns: per-step history, validation rows, last checkpoint, timing.
+
+    ``data_ms`` / ``step_ms``: mean milliseconds per step (this process, rank 0's view, steps of
+    this call after its first) spent waiting for the batch (loader + host-to-device copy) and in
+    forward + backward + update. ``world_size``: number of ranks.
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     val: list[dict[str, float]] = field(default_factory=list)
     last_checkpoint: Path | None = None
     steps: int = 0
     wall_time: float = 0.0
+    data_ms: float = 0.0
+    step_ms: float = 0.0
+    world_size: int = 1
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    CUDA without an index resolves to the current device (``cuda:LOCAL_RANK`` after
+    :func:`xmodal_lib.distributed.setup`)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -93,22 +163,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move tensors inside nested tuples/lists/dicts to ``device``."""
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move tensors inside nested tuples/lists/dicts to ``device`` (4-D ones channels-last if asked)."""
     if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
     if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
     return batch
 
 
-class EpochSampler(Sampler[int]):
-    """Index order as a pure function of ``(seed, epoch)``; can start mid-epoch for resume."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Index order as a pure function of ``(seed, epoch)``; can start mid-epoch for resume.
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+    Yields ``(epoch, index)`` keys (see :class:`EpochItems`). With ``world_size`` W > 1, rank r
+    yields the r-th of W equal contiguous slices of every global batch of ``batch_size`` items;
+    with ``drop_last`` an incomplete last global batch is skipped on every rank.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, batch_size: int = 1, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"EpochSampler: batch_size={batch_size} is not divisible by world_size={world_size}")
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.batch_size, self.drop_last, self.rank, self.world = batch_size, drop_last, rank, world_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -122,11 +204,39 @@ class EpochSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.n, generator=g).tolist()
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start:])
+    def _indices(self) -> list[int]:
+        rest = self.order()[self.start:]
+        if self.drop_last:
+            rest = rest[:len(rest) - len(rest) % self.batch_size]
+        if self.world == 1:
+            return rest
+        b = self.batch_size // self.world  # per-rank slice of each global batch
+        return [i for g in range(0, len(rest), self.batch_size)
+                for i in rest[g + self.rank * b:g + (self.rank + 1) * b]]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self._indices()])
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return len(self._indices())
+
+
+class EpochItems(Dataset):
+    """``items[(epoch, i)] = dataset[i]`` after ``dataset.set_epoch(epoch)``: the epoch travels with
+    every index, so loader workers (persistent or not) always draw the right epoch's items."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, i = key
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[i]
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
@@ -153,11 +263,10 @@ def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
 
 
-def _rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
+def _rng_state(device: torch.device) -> tuple[dict[str, Tensor], dict[str, Any]]:
     tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
+    if device.type == "cuda":  # the training device's generator (every rank's is in the same state)
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     np_state = np.random.get_state()
     tensors["rng.numpy"] = torch.from_numpy(np.asarray(np_state[1], dtype=np.int64))
     meta = {"numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -173,12 +282,13 @@ def _to_tuple(x: Any) -> Any:
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
 
 
-def _set_rng_state(tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def _set_rng_state(tensors: dict[str, Tensor], meta: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(tensors["rng.torch"])
-    if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-        if states:
-            torch.cuda.set_rng_state_all(states)
+    if device.type == "cuda":
+        if "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        elif f"rng.cuda.{device.index or 0}" in tensors:  # older checkpoints: one state per device
+            torch.cuda.set_rng_state(tensors[f"rng.cuda.{device.index or 0}"], device)
     name, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(_to_tuple(meta["python"]))
@@ -191,6 +301,47 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
         return []
     stems = [p.with_suffix("") for p in d.glob("step_*.json")]
     return sorted((s for s in stems if s.with_name(s.name + ".safetensors").is_file()), key=lambda s: s.name)
+
+
+def _make_loader(dataset: Dataset, cfg: TrainConfig, sampler: EpochSampler, local_bs: int,
+                 collate_fn: Callable | None, device: torch.device) -> DataLoader:
+    kw: dict[str, Any] = {}
+    if cfg.num_workers > 0:
+        kw = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor or 2)
+    pin = device.type == "cuda" if cfg.pin_memory is None else (cfg.pin_memory and torch.cuda.is_available())
+    return DataLoader(EpochItems(dataset), batch_size=local_bs, sampler=sampler, drop_last=cfg.drop_last,
+                      collate_fn=collate_fn, num_workers=cfg.num_workers, pin_memory=pin,
+                      generator=torch.Generator().manual_seed(cfg.seed), **kw)
+
+
+def _wrap_step(model: nn.Module, step_fn: Callable, cfg: TrainConfig, device: torch.device,
+               trainable: list[nn.Parameter]) -> nn.Module:
+    """The step as a module: DDP around it when distributed, ``torch.compile`` around that if asked."""
+    runner: nn.Module = D.StepModule(model, step_fn)
+    if D.is_distributed():
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = {id(p) for p in trainable}
+        if not ids <= {id(p) for p in model.parameters()}:
+            raise ValueError("fit under DDP: every parameter in params must belong to model")
+        frozen = [f"model.{n}" for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
+        if frozen:  # trainable-looking parameters the optimiser does not own: not synchronised
+            DDP._set_params_and_buffers_to_ignore_for_model(runner, frozen)
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None,
+                     find_unused_parameters=cfg.find_unused_parameters)
+    if cfg.compile:
+        runner = torch.compile(runner)
+    return runner
+
+
+def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, float]:
+    """Logged values as floats; under DDP their mean over ranks (the global value for per-sample
+    means, the common value for losses computed on the gathered global batch)."""
+    keys = list(out)
+    vals = torch.stack([(v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))).reshape(())
+                        .to(device) for v in out.values()])
+    vals = D.all_reduce_mean(vals).tolist()
+    return dict(zip(keys, vals))
 
 
 def fit(
@@ -211,25 +362,47 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` with ``step_fn`` over ``dataset`` and return the history.
 
+    One code path for one process and for every rank under ``torchrun`` (module docstring).
+
     Args:
         step_fn: ``(model, batch_on_device) -> dict`` with a scalar ``"loss"`` to minimise and any
-            other scalars to log.
+            other scalars to log. It receives the plain model; losses mixing samples gather the
+            global batch with :func:`xmodal_lib.distributed.gather_cat`.
         params: parameters to optimise (default: every ``requires_grad`` parameter of ``model``).
         val_fn: called in eval mode every ``cfg.val_every_epochs`` epochs; use held-out TRAIN data.
-        state_modules: extra modules whose ``state_dict`` (e.g. a queue buffer) goes into checkpoints.
-        resume: continue from the newest complete checkpoint in ``out_dir/checkpoints``.
+            Under DDP every rank runs it on identical weights (it must be deterministic).
+        state_modules: extra modules whose ``state_dict`` (e.g. a queue buffer) goes into checkpoints;
+            they must stay identical on every rank (XAQC enqueues the gathered keys).
+        resume: continue from the newest complete checkpoint in ``out_dir/checkpoints`` (under DDP,
+            rank 0's newest; ``out_dir`` must be on a filesystem every rank can read).
         config: the method's config, stored in every checkpoint's JSON.
     """
+    if _OVERRIDES:
+        cfg = replace(cfg, **_OVERRIDES)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    world, main = D.world_size(), D.is_main_process()
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     use_bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
     if cfg.precision == "bf16" and device.type != "cuda":
         raise ValueError("TrainConfig.precision='bf16' needs a CUDA device; use 'auto' or 'fp32' on CPU")
+    if cfg.batch_size % world:
+        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} is the GLOBAL batch and must be divisible by "
+                         f"the number of processes ({world})")
+    if D.is_distributed():
+        if D.dist.get_backend() == "nccl" and device.type != "cuda":
+            raise ValueError(f"fit: the process group uses NCCL but TrainConfig.device={cfg.device!r} is not CUDA")
+        if cfg.sync_batchnorm and device.type != "cuda":
+            raise ValueError("TrainConfig.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
+        if cfg.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     state_modules = state_modules or {}
     seed_everything(cfg.seed)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     for m in state_modules.values():
         m.to(device)
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
@@ -239,61 +412,72 @@ def fit(
     steps_per_epoch = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
     if steps_per_epoch < 1:
         raise ValueError(f"fit: dataset has {n} items, fewer than batch_size={cfg.batch_size} with drop_last")
+    if world > 1 and not cfg.drop_last and n % cfg.batch_size:
+        raise ValueError(f"fit under DDP: {n} items leave a partial global batch of {n % cfg.batch_size} that "
+                         f"cannot be split evenly over {world} ranks; use drop_last=True")
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total, steps_per_epoch))
-    sampler = EpochSampler(n, cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=cfg.drop_last,
-                        collate_fn=collate_fn, num_workers=cfg.num_workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    result = TrainResult()
+    sampler = EpochSampler(n, cfg.seed, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
+                           rank=D.rank(), world_size=world)
+    loader = _make_loader(dataset, cfg, sampler, cfg.batch_size // world, collate_fn, device)
+    result = TrainResult(world_size=world)
     step, epoch, start_in_epoch = 0, 0, 0
     meta_base = {"train_config": asdict(cfg), "config": config or {}}
 
     if resume:
         ckpts = list_checkpoints(out_dir)
-        if ckpts:
-            tensors, meta = load_tensors(ckpts[-1], device="cpu")
+        chosen = D.broadcast_object(str(ckpts[-1]) if ckpts else None)
+        if chosen is not None:
+            tensors, meta = load_tensors(chosen, device="cpu")
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             for name, m in state_modules.items():
                 pre = f"state.{name}."
                 m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
             optimizer_from_flat(opt, tensors, meta["optimizer"])
             sched.load_state_dict(meta["scheduler"])
-            _set_rng_state(tensors, meta["rng"])
+            _set_rng_state(tensors, meta["rng"], device)
             step, epoch, start_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
             result.history, result.val = meta["history"], meta["val"]
-            result.last_checkpoint = ckpts[-1]
+            result.last_checkpoint = Path(chosen)
+    runner = _wrap_step(model, step_fn, cfg, device, trainable)
 
     log_path = out_dir / "metrics.jsonl"
-    with open(log_path, "w") as f:  # rewritten from the (restored) history: no duplicate rows after resume
-        for row in result.history:
-            f.write(json.dumps({"kind": "train", **row}) + "\n")
-        for row in result.val:
-            f.write(json.dumps({"kind": "val", **row}) + "\n")
+    if main:
+        with open(log_path, "w") as f:  # rewritten from the (restored) history: no duplicate rows after resume
+            for row in result.history:
+                f.write(json.dumps({"kind": "train", **row}) + "\n")
+            for row in result.val:
+                f.write(json.dumps({"kind": "val", **row}) + "\n")
 
     def save(batch_in_epoch: int, ep: int) -> Path:
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        for name, m in state_modules.items():
-            tensors.update({f"state.{name}.{k}": v for k, v in m.state_dict().items()})
-        opt_t, opt_meta = optimizer_to_flat(opt)
-        rng_t, rng_meta = _rng_state()
-        tensors.update(opt_t)
-        tensors.update(rng_t)
-        meta = {**meta_base, "step": step, "epoch": ep, "batch_in_epoch": batch_in_epoch,
-                "optimizer": opt_meta, "scheduler": sched.state_dict(), "rng": rng_meta,
-                "history": result.history, "val": result.val}
-        path = save_tensors(ckpt_dir / f"step_{step:08d}", tensors, meta)
-        for old in list_checkpoints(out_dir)[:-max(1, cfg.keep_last)]:
-            for suffix in (".json", ".safetensors"):
-                old.with_name(old.name + suffix).unlink(missing_ok=True)
+        D.broadcast_buffers(model)
+        path = ckpt_dir / f"step_{step:08d}"
+        if main:
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+            for name, m in state_modules.items():
+                tensors.update({f"state.{name}.{k}": v for k, v in m.state_dict().items()})
+            opt_t, opt_meta = optimizer_to_flat(opt)
+            rng_t, rng_meta = _rng_state(device)
+            tensors.update(opt_t)
+            tensors.update(rng_t)
+            meta = {**meta_base, "step": step, "epoch": ep, "batch_in_epoch": batch_in_epoch,
+                    "optimizer": opt_meta, "scheduler": sched.state_dict(), "rng": rng_meta,
+                    "history": result.history, "val": result.val}
+            path = save_tensors(path, tensors, meta)
+            for old in list_checkpoints(out_dir)[:-max(1, cfg.keep_last)]:
+                for suffix in (".json", ".safetensors"):
+                    old.with_name(old.name + suffix).unlink(missing_ok=True)
+        D.barrier()  # nobody runs ahead (or resumes) before the checkpoint is complete
         result.last_checkpoint = path
         return path
 
+    sync_cuda = cfg.profile_timing and device.type == "cuda"
+    timings: list[tuple[float, float]] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, leave=False)
-    log = open(log_path, "a")
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and main), leave=False)
+    log = open(log_path, "a") if main else open(os.devnull, "w")
     try:
         while step < total:
             if hasattr(dataset, "set_epoch"):
@@ -301,16 +485,19 @@ def fit(
             sampler.set_epoch(epoch, start_in_epoch * cfg.batch_size)
             model.train()
             b = start_in_epoch
+            t_data = time.perf_counter()
             for batch in loader:
                 if step >= total:
                     break
-                batch = to_device(batch, device)
+                batch = to_device(batch, device, cfg.channels_last)
+                t_step = time.perf_counter()
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    out = step_fn(model, batch)
+                    out = runner(batch)
                 loss = out["loss"]
-                if not torch.isfinite(loss.detach()).all():
+                logged = _scalars(out, device)
+                if not math.isfinite(logged["loss"]):
                     raise NonFiniteLossError(
-                        f"{desc}: non-finite loss ({loss.item()}) at step {step}, epoch {epoch}; "
+                        f"{desc}: non-finite loss ({logged['loss']}) at step {step}, epoch {epoch}; "
                         f"last good checkpoint: {result.last_checkpoint}. Try a lower lr or grad_clip."
                     )
                 opt.zero_grad(set_to_none=True)
@@ -319,10 +506,14 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
                 opt.step()
                 sched.step()
+                if sync_cuda:
+                    torch.cuda.synchronize(device)
+                t_end = time.perf_counter()
+                timings.append(((t_step - t_data) * 1e3, (t_end - t_step) * 1e3))
                 step += 1
                 b += 1
-                row = {"step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"]}
-                row.update({k: float(v.detach()) if isinstance(v, Tensor) else float(v) for k, v in out.items()})
+                row = {"step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], **logged,
+                       "data_ms": timings[-1][0], "step_ms": timings[-1][1]}
                 result.history.append(row)
                 log.write(json.dumps({"kind": "train", **row}) + "\n")
                 bar.update(1)
@@ -330,9 +521,11 @@ def fit(
                 if step % cfg.ckpt_every == 0 and b < steps_per_epoch:
                     log.flush()
                     save(b, epoch)
+                t_data = time.perf_counter()
             finished_epoch = b >= steps_per_epoch
             if finished_epoch:
                 if val_fn is not None and (epoch + 1) % cfg.val_every_epochs == 0:
+                    D.broadcast_buffers(model)
                     model.eval()
                     with torch.no_grad():
                         vrow = {"step": step, "epoch": epoch, **{k: float(v) for k, v in val_fn(model).items()}}
@@ -352,6 +545,10 @@ def fit(
     model.eval()
     result.steps = step
     result.wall_time = time.perf_counter() - t0
+    rest = timings[1:] or timings  # the first step carries loader start-up and compilation
+    if rest:
+        result.data_ms = sum(t[0] for t in rest) / len(rest)
+        result.step_ms = sum(t[1] for t in rest) / len(rest)
     return result
 
 

@@ -12,12 +12,18 @@ a partial last batch whose size divides K leaves the pointer misaligned and a la
 overflows. Here the enqueue wraps around modulo K, so any batch size is fine (a batch larger than
 K keeps its last K keys, exactly as if enqueued one at a time). The queue and pointer are registered buffers, so they are saved in
 checkpoints (pass the module to ``fit(state_modules=...)``).
+
+Under DDP the loss itself is a per-sample mean (DDP's gradient averaging gives the global mean),
+but the enqueue gathers every rank's keys in rank order first, so each rank's queue equals the
+queue a single process would hold after the same global batches.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..distributed import gather_cat_nograd
 
 __all__ = ["xaqc_loss", "enqueue_wraparound", "XAQC"]
 
@@ -80,8 +86,8 @@ class XAQC(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, enqueue: bool = True) -> Tensor:
         loss = xaqc_loss(q, k, self.queue, self.temperature, self.normalize_query)
-        if enqueue:
-            enqueue_wraparound(self.queue, self.ptr, k)
+        if enqueue:  # the global batch's keys (identity in a single process)
+            enqueue_wraparound(self.queue, self.ptr, gather_cat_nograd(k.detach()))
         return loss
 
     def extra_repr(self) -> str:

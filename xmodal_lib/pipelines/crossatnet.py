@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.index import DataError, SBIRIndex
+from ..distributed import gather_cat, gather_cat_nograd
 from ..losses.crossatnet import (MINING, attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
                                  quantization_loss, semantic_alignment_loss)
 from ..models.crossatnet import CrossATNet, CrossATNetConfig
@@ -196,12 +197,21 @@ class CrossATNetTrainer(nn.Module):
 
 
 def crossatnet_step(tr: CrossATNetTrainer, batch: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
-    """One training step's losses (see :mod:`xmodal_lib.losses.crossatnet`)."""
+    """One training step's losses (see :mod:`xmodal_lib.losses.crossatnet`).
+
+    Under DDP the terms that look across the batch (in-batch negative mining, quantisation and
+    bit balance of the hash codes) are computed on the gathered global batch, identically on every
+    rank; the per-sample terms (semantic alignment, attention agreement) on the rank's own rows.
+    Random mining draws from the global RNG, in the same state on every rank (``fit`` seeds alike).
+    """
     s, p, y = batch
     c = tr.cfg
     out = tr.net(s, p)
     photos = [out["z_p"]] + ([out["z_px"]] if "z_px" in out else [])
-    l_tri = torch.stack([cross_modal_triplet(out["z_s"], zp, y, c.margin, c.mining) for zp in photos]).mean()
+    y_all = gather_cat_nograd(y)
+    z_s_all = gather_cat(out["z_s"])  # (W*B, D), rank 0's rows first
+    l_tri = torch.stack([cross_modal_triplet(z_s_all, gather_cat(zp), y_all, c.margin, c.mining)
+                         for zp in photos]).mean()
     loss = c.w_triplet * l_tri
     logs = {"triplet": l_tri.detach()}
     if tr.gcn is not None and c.w_semantic > 0:
@@ -216,12 +226,13 @@ def crossatnet_step(tr: CrossATNetTrainer, batch: tuple[Tensor, Tensor, Tensor])
     if tr.net.cfg.hash_bits and c.w_hash > 0:
         terms, qs, bs = [], [], []
         for b in tr.net.cfg.hash_bits:
-            hs, hp = out[f"h_s/{b}"], out[f"h_p/{b}"]
+            hs, hp = gather_cat(out[f"h_s/{b}"]), gather_cat(out[f"h_p/{b}"])  # (W*B, b)
             cs = torch.nn.functional.normalize(torch.tanh(hs), dim=-1)
             cp = torch.nn.functional.normalize(torch.tanh(hp), dim=-1)
             l_q = quantization_loss(torch.cat([hs, hp]))
             l_b = 0.5 * (bit_balance_loss(hs) + bit_balance_loss(hp))
-            terms.append(cross_modal_triplet(cs, cp, y, c.margin, c.mining) + c.w_quant * l_q + c.w_balance * l_b)
+            terms.append(cross_modal_triplet(cs, cp, y_all, c.margin, c.mining) + c.w_quant * l_q
+                         + c.w_balance * l_b)
             qs.append(l_q.detach())
             bs.append(l_b.detach())
         l_hash = torch.stack(terms).mean()

@@ -36,7 +36,7 @@ from .zse_data import ZSEBatchDataset
 from .zse_eval import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
                        scores_rn_rerank, scores_ret)
 
-__all__ = ["ZSEPipelineConfig", "zse_step", "load_index", "load_images", "train_zse",
+__all__ = ["ZSEPipelineConfig", "zse_step", "load_index", "load_images", "train_zse", "train_zero_shot",
            "evaluate_zero_shot", "run_zero_shot", "run_fine_grained", "evaluate_cross_dataset"]
 
 _PAPER_SPLITS = {  # dataset key -> (reader kind, split, metrics) (methods_spec.md §3.8-3.9)
@@ -144,7 +144,11 @@ class ZSEPipelineConfig:
 
 
 def zse_step(model: ZSESBIR, batch: dict[str, Tensor], w_tri: float = 2.0, w_rn: float = 4.0) -> dict[str, Tensor]:
-    """One training step: SA on 4b images, CA + RN on b positive and b negative pairs, total loss."""
+    """One training step: SA on 4b images, CA + RN on b positive and b negative pairs, total loss.
+
+    Every term is a per-item mean (the triplet's negative comes with the item, not from the batch),
+    so under DDP the gradient average over ranks is already the global-batch gradient: no gather.
+    """
     b = batch["sk_pos"].shape[0]
     s = model.sa_features(torch.cat([batch["sk_pos"], batch["sk_neg"]]), "sketch")  # (2b, 1+N, D)
     p = model.sa_features(torch.cat([batch["ph_pos"], batch["ph_neg"]]), "photo")
@@ -180,11 +184,14 @@ def _holdout(classes: list[str], n: int, seed: int) -> tuple[list[str], list[str
 
 def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Path, group: str = "label",
               val_index: SBIRIndex | None = None, model: ZSESBIR | None = None,
-              items: int | None = None, desc: str = "zse") -> tuple[ZSESBIR, TrainResult]:
+              items: int | None = None, desc: str = "zse", resume: bool = False,
+              progress: bool = False) -> tuple[ZSESBIR, TrainResult]:
     """Train on ``train_index`` (groups = "label" or "instance"); select the best epoch on ``val_index``.
 
     Validation = ``ret`` mAP@all on ``val_index`` (held-out seen classes); the weights of the best
     validation epoch are restored at the end (the last epoch when there is no validation data).
+    Under DDP every rank validates the same weights, so every rank keeps the same best epoch.
+    (After ``resume`` the best epoch is chosen among the epochs validated in this call.)
     """
     torch.manual_seed(cfg.seed)
     model = model or ZSESBIR(cfg.model_config())
@@ -208,8 +215,8 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
                 best.update(score=v, state=copy.deepcopy(m.state_dict()))
             return {"val_map_all_voc": v}
 
-    res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn,
-              config={"zse": cfg.to_dict()}, desc=desc, progress=False)
+    res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn, resume=resume,
+              config={"zse": cfg.to_dict()}, desc=desc, progress=progress)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
@@ -251,15 +258,25 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
     return out
 
 
-def run_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex | None = None,
-                  desc: str = "zse-zs") -> dict[str, Any]:
-    """Train on seen classes (minus ``val_classes`` held out for selection), test on unseen."""
+def train_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex | None = None,
+                    desc: str = "zse-zs", resume: bool = False,
+                    progress: bool = False) -> tuple[ZSESBIR, TrainResult, list[str], list[str]]:
+    """The training half of :func:`run_zero_shot`: ``(model, result, train_classes, val_classes)``."""
     index = index or load_index(cfg)
     if not index.unseen:
         raise DataError(f"{index.name}: no unseen classes; a zero-shot split is needed")
     train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.seed)
     model, res = train_zse(cfg, index.of_classes(train_cls), out_dir,
-                           val_index=index.of_classes(val_cls) if val_cls else None, desc=desc)
+                           val_index=index.of_classes(val_cls) if val_cls else None, desc=desc,
+                           resume=resume, progress=progress)
+    return model, res, train_cls, val_cls
+
+
+def run_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex | None = None,
+                  desc: str = "zse-zs") -> dict[str, Any]:
+    """Train on seen classes (minus ``val_classes`` held out for selection), test on unseen."""
+    index = index or load_index(cfg)
+    model, res, train_cls, val_cls = train_zero_shot(cfg, out_dir, index, desc)
     ev = evaluate_zero_shot(model, index.of_classes(index.unseen), cfg)
     return {"model": model, "history": res.history, "val": res.val, "train_classes": train_cls,
             "val_classes": val_cls, "test_classes": list(index.unseen), "train_wall_s": res.wall_time, **ev}
