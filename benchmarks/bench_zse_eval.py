@@ -11,17 +11,26 @@ Modes of this script:
   end to end — wall time, number of images through SA (counted in the model), mAP (the naive and
   cached score matrices must give the same mAP);
 * ``--quick``: tiny sizes for a smoke test;
-* ``--scale sketchy25`` (meant for a GPU, ``--device cuda --model paper``): Sketchy-Ext-25 test
-  size (15,229 sketches × 17,101 photos); every cost is measured on a sample of blocks and
-  extrapolated (naive, cached and rerank@k), nothing at full size is run.
+* ``--scale sketchy25``: Sketchy-Ext-25 test size (15,229 sketches × 17,101 photos); every RN
+  cost is measured on a sample of blocks and extrapolated (naive, cached and rerank@k);
+  ``--ret-full`` also runs the ``ret`` mode for real at that size (SA once per image on random
+  images, scores and mAP@all / P@100 on the device). ``--scale custom`` uses ``--queries`` /
+  ``--gallery`` instead (small CPU checks of the same code);
+* ``--preset sketchy25`` (GPU): ``--scale sketchy25 --model paper --precision bf16 --ret-full`` on
+  CUDA — ViT-B/16 at 224 px, bf16 autocast, fused SDPA attention.
+
+``--precision``: ``auto`` = bf16 autocast on CUDA, fp32 on CPU. ``--attention explicit`` runs the
+official explicit softmax attention instead of SDPA (for a same-run comparison).
 
 Note the bound: cached and naive both score all Q·G pairs through CA + RN; caching removes only
 the repeated SA passes (and 6 of 8 CA projections per pair), so speed-up ≤ (naive time) /
-(naive time − repeated SA time). Prints a table and writes JSON to ``benchmarks/results/``.
+(naive time − repeated SA time). Prints a table and writes JSON (``--out``, default
+``benchmarks/results/``).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -33,10 +42,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from xmodal_lib.models.attention import set_attention_impl  # noqa: E402
 from xmodal_lib.models.zse import ZSEConfig, ZSESBIR  # noqa: E402
 from xmodal_lib.pipelines.zse_eval import (build_cache, scores_rn, scores_rn_naive,  # noqa: E402
                                            scores_rn_rerank, scores_ret)
 from xmodal_lib.retrieval.metrics import category_metrics  # noqa: E402
+from xmodal_lib.retrieval.search import similarity  # noqa: E402
+
+SKETCHY25 = (15229, 17101, 25)  # unseen test sketches, photos, classes (methods_spec.md §3.8)
 
 MODELS = {
     # a thin ViT of paper depth: 48 px / patch 8 (36 patch tokens), dim 64, 12 layers
@@ -59,6 +72,14 @@ def _timed(fn, dev):
     out = fn()
     _sync(dev)
     return out, time.perf_counter() - t
+
+
+def _median_time(fn, n: int, dev: torch.device, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` over ``n`` runs after ``warmup`` untimed runs (first-shape kernel setup)."""
+    for _ in range(warmup):
+        fn()
+    ts = sorted(_timed(fn, dev)[1] for _ in range(max(1, n)))
+    return ts[len(ts) // 2]
 
 
 def end_to_end(model: ZSESBIR, Q: int, G: int, k: int, block: int, dev: torch.device, seed: int) -> dict:
@@ -100,29 +121,18 @@ def extrapolated(model: ZSESBIR, Q: int, G: int, k: int, block: int, dev: torch.
     S = model.cfg.img_size
     x = torch.randn(block, 3, S, S, device=dev)
     with torch.no_grad():
-        for _ in range(2):  # warm-up
-            model.sa_features(x, "photo")
-        ts = []
-        for _ in range(n_sample):  # one photo block through SA
-            _, t = _timed(lambda: model.sa_features(x, "photo"), dev)
-            ts.append(t)
-        t_sa_block = sorted(ts)[len(ts) // 2]
+        t_sa_block = _median_time(lambda: model.sa_features(x, "photo"), n_sample, dev)  # one photo block through SA
         sk = build_cache(model, x, "sketch")
         ph = build_cache(model, x, "photo")
-        ts = []
-        for _ in range(n_sample):  # one 20 x 20 block of pairs from raw tokens (naive CA+RN)
-            def naive_pairs():
-                st = sk.tokens.repeat_interleave(block, 0)
-                pt = ph.tokens.repeat(block, 1, 1)
-                return model.pair_forward(st, sk.kept.repeat_interleave(block, 0), pt, ph.kept.repeat(block, 1)).score
-            _, t = _timed(naive_pairs, dev)
-            ts.append(t)
-        t_pairs_naive = sorted(ts)[len(ts) // 2]
-        ts = []
-        for _ in range(n_sample):  # the same block from the cache (CA projections reused)
-            _, t = _timed(lambda: scores_rn(model, sk, ph, block_q=block, block_g=block), dev)
-            ts.append(t)
-        t_pairs_cached = sorted(ts)[len(ts) // 2]
+
+        def naive_pairs():  # one block x block of pairs from raw tokens (naive CA + RN)
+            st = sk.tokens.repeat_interleave(block, 0)
+            pt = ph.tokens.repeat(block, 1, 1)
+            return model.pair_forward(st, sk.kept.repeat_interleave(block, 0), pt, ph.kept.repeat(block, 1)).score
+
+        t_pairs_naive = _median_time(naive_pairs, n_sample, dev)
+        # the same block from the cache (CA projections reused)
+        t_pairs_cached = _median_time(lambda: scores_rn(model, sk, ph, block_q=block, block_g=block), n_sample, dev)
     n_blocks = math.ceil(Q / block) * math.ceil(G / block)
     per_img = t_sa_block / block
     naive = n_blocks * (t_sa_block + t_pairs_naive) + math.ceil(Q / block) * t_sa_block
@@ -138,48 +148,107 @@ def extrapolated(model: ZSESBIR, Q: int, G: int, k: int, block: int, dev: torch.
     }
 
 
+def ret_full(model: ZSESBIR, Q: int, G: int, n_classes: int, dev: torch.device, batch: int, seed: int) -> dict:
+    """The ``ret`` mode really run at Q x G: SA once per (random) image, cosine scores, metrics on ``dev``."""
+    S = model.cfg.img_size
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    emb, t_embed = {}, 0.0
+    with torch.no_grad():
+        model.encode_photo(torch.randn(2, 3, S, S, device=dev))  # warm-up
+        for name, n, enc in (("sketch", Q, model.encode_sketch), ("photo", G, model.encode_photo)):
+            out = torch.empty(n, model.cfg.dim, device=dev)
+            for i in range(0, n, batch):
+                x = torch.randn(min(batch, n - i), 3, S, S, generator=gen, device=dev)
+                _sync(dev)
+                t = time.perf_counter()
+                out[i:i + x.shape[0]] = enc(x).float()
+                _sync(dev)
+                t_embed += time.perf_counter() - t
+            emb[name] = out
+        ql = torch.randint(0, n_classes, (Q,), generator=gen, device=dev)
+        gl = torch.randint(0, n_classes, (G,), generator=gen, device=dev)
+        (scores, m), t_metrics = _timed(lambda: (lambda sc: (sc, category_metrics(
+            sc, ql, gl, metrics=("map_all_voc", "p@100"))))(similarity(emb["sketch"], emb["photo"])), dev)
+    return {"time_s": t_embed + t_metrics, "embed_s": t_embed, "scores_and_metrics_s": t_metrics,
+            "images_per_s": (Q + G) / t_embed, "sa_images": Q + G, "map_all_voc": m["map_all_voc"],
+            "p100": m["p@100"], "score_matrix": list(scores.shape)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model", default="small", choices=sorted(MODELS))
+    ap.add_argument("--device", default=None, help="cpu | cuda (default cpu; cuda with --preset)")
+    ap.add_argument("--model", default=None, choices=sorted(MODELS), help="default small (paper with --preset)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--gallery", type=int, default=500)
     ap.add_argument("--rerank-k", type=int, default=50)
     ap.add_argument("--block", type=int, default=20)
-    ap.add_argument("--scale", default=None, choices=[None, "sketchy25"], help="extrapolate to this test size")
+    ap.add_argument("--scale", default=None, choices=["sketchy25", "custom"],
+                    help="extrapolate RN costs to this size (custom: --queries x --gallery)")
+    ap.add_argument("--preset", default=None, choices=["sketchy25"],
+                    help="GPU run at Sketchy-25 scale: paper model, bf16, ret measured at full size")
+    ap.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--attention", default="fused", choices=["fused", "explicit"])
+    ap.add_argument("--ret-full", action="store_true", help="with --scale: run the ret mode at full size")
+    ap.add_argument("--embed-batch", type=int, default=None, help="images per SA batch in --ret-full")
     ap.add_argument("--samples", type=int, default=5, help="blocks timed per cost in --scale mode")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    if a.preset == "sketchy25":
+        if a.device is None and not torch.cuda.is_available():
+            raise SystemExit("--preset sketchy25 is a GPU run (ViT-B/16 over 32k images); no CUDA device here. "
+                             "Pass --device cpu explicitly to force it, or use --scale custom for a small check.")
+        a.scale, a.ret_full = "sketchy25", True
+        a.model = a.model or "paper"
+        a.precision = a.precision or "bf16"
+        a.device = a.device or "cuda"
     if a.quick:
         a.queries, a.gallery, a.rerank_k, a.block, a.model, a.samples = 24, 50, 10, 8, "tiny", 2
-    dev = torch.device(a.device)
+    a.model = a.model or "small"
+    dev = torch.device(a.device or "cpu")
+    prec = a.precision or "auto"
+    if prec == "auto":
+        prec = "bf16" if dev.type == "cuda" else "fp32"
     torch.manual_seed(a.seed)
     model = ZSESBIR(ZSEConfig(**MODELS[a.model])).to(dev).eval()
-    if a.scale == "sketchy25":
-        Q, G, k = 15229, 17101, (a.rerank_k if a.rerank_k != 50 else 200)
-        rows = extrapolated(model, Q, G, k, a.block, dev, a.samples)
+    n_attn = set_attention_impl(model, a.attention)
+    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if prec == "bf16" else contextlib.nullcontext
+    full = None
+    if a.scale:
+        Q, G, n_cls = SKETCHY25 if a.scale == "sketchy25" else (a.queries, a.gallery, 25)
+        k = a.rerank_k if a.rerank_k != 50 or a.scale == "custom" else 200
+        with amp():
+            rows = extrapolated(model, Q, G, k, a.block, dev, a.samples)
+            if a.ret_full:
+                full = ret_full(model, Q, G, n_cls, dev, a.embed_batch or (256 if dev.type == "cuda" else 32), a.seed)
         meas = rows.pop("_measured")
+        if full is not None:
+            rows["ret (run at full size)"] = full
         base = rows["naive (official, SA per block)"]["time_s"]
         for r in rows.values():
             r["speedup_vs_naive"] = base / r["time_s"]
-        kind = "extrapolated from sampled blocks"
+        kind = "extrapolated from sampled blocks" + (" + ret run at full size" if full else "")
     else:
         Q, G, k = a.queries, a.gallery, a.rerank_k
-        rows, meas, kind = end_to_end(model, Q, G, k, a.block, dev, a.seed), {}, "measured end to end"
+        with amp():
+            rows = end_to_end(model, Q, G, k, a.block, dev, a.seed)
+        meas, kind = {}, "measured end to end"
     n_par = sum(p.numel() for p in model.parameters())
-    report = {"device": str(dev), "threads": torch.get_num_threads(), "model": a.model, "params": n_par,
-              "model_config": model.cfg.to_dict(), "queries": Q, "gallery": G, "rerank_k": k, "block": a.block,
-              "kind": kind, "rows": rows, "measured": meas, "quick": a.quick}
+    report = {"benchmark": "bench_zse_eval", "device": str(dev),
+              "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+              "threads": torch.get_num_threads(), "model": a.model, "params": n_par,
+              "model_config": model.cfg.to_dict(), "precision": prec, "attention": a.attention,
+              "attention_modules": n_attn, "queries": Q, "gallery": G, "rerank_k": k, "block": a.block,
+              "scale": a.scale, "preset": a.preset, "kind": kind, "rows": rows, "measured": meas, "quick": a.quick}
     print(f"ZSE-SBIR retrieval, {Q} queries x {G} gallery, model {a.model} ({n_par/1e6:.2f} M params), "
-          f"device {dev}, {kind}")
+          f"device {dev}, {prec}, {a.attention} attention, {kind}")
     print(f"{'scheme':34s} {'time [s]':>10s} {'SA images':>10s} {'speed-up':>9s} {'mAP@all':>8s} {'P@100':>7s}")
     for name, r in rows.items():
         print(f"{name:34s} {r['time_s']:10.2f} {r['sa_images']:10d} {r['speedup_vs_naive']:8.2f}x "
               f"{r.get('map_all_voc', float('nan')):8.4f} {r.get('p100', float('nan')):7.4f}")
     out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / (
-        f"bench_zse_eval{'_quick' if a.quick else ''}{'_' + a.scale if a.scale else ''}_{dev.type}.json")
+        f"bench_zse_eval{'_quick' if a.quick else ''}{'_' + a.scale if a.scale else ''}_{dev.type}_{prec}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"-> {out}")

@@ -195,7 +195,8 @@ class SelfAttentionModule(nn.Module):
         if modality not in ("sketch", "photo"):
             raise ValueError(f"modality must be 'sketch' or 'photo', got {modality!r}")
         use_stem = self.stem_mode == "both" or (self.stem_mode == "sketch" and modality == "sketch")
-        self.forward_images += int(x.shape[0])
+        if not torch.compiler.is_compiling():  # a mutated int attribute would recompile every call
+            self.forward_images += int(x.shape[0])
         vit = self.vit
         t = self.tokenize(x, use_stem)
         B = t.shape[0]
