@@ -119,3 +119,40 @@ def test_bench_metrics_quick_runs(tmp_path):
     r = _run("bench_metrics.py", RUNS["bench_metrics.py"][0], tmp_path / "metrics.json")
     assert r["values_match"] is True and r["quickdraw"] is None
     assert _finite_pos(r["engine"]["seconds"]) and _finite_pos(r["speed_ratio"])
+
+
+DATA_RUNS = {  # benchmarks on ../shared/data: script -> (tiny CPU arguments, JSON file it writes for --out X)
+    "xmodalvit_qmul_shoes.py": (["--quick", "--dim", "24"], "{}"),
+    "crossatnet_sketchy_mini.py": (["--quick", "--img-size", "32", "--threads", "1", "--semantics", "hashing"], "{}"),
+    "zse_sketchy_mini.py": (["--quick"], "{stem}_quick.json"),  # the script appends _quick itself
+}
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("script", sorted(DATA_RUNS))
+def test_shared_data_benchmarks_run_at_tiny_size(script, tmp_path):
+    from xmodal_lib.paths import shared_data_dir
+
+    if shared_data_dir() is None:
+        pytest.skip("real test data ../shared/data absent")
+    args, written = DATA_RUNS[script]
+    out = tmp_path / "r.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--out", str(out)], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    path = tmp_path / written.format(stem="r") if written != "{}" else out
+    r = json.loads(path.read_text())
+    if script.startswith("xmodalvit"):
+        res = r["results"]
+        assert "chance" in res and all(0.0 <= v["acc@1"] <= 1.0 for v in res.values())
+        assert all(v["n_queries"] > 0 for k, v in res.items() if k != "chance")
+        assert _finite_pos(r["total_s"])
+    elif script.startswith("crossatnet"):
+        assert {"full", "no_gcn", "no_cross_attention"} <= set(r["results"])
+        assert all(0.0 <= v["map_all_voc"] <= 1.0 for v in r["results"].values())
+        assert _finite_pos(r["wall_seconds"])
+    else:
+        assert r["quick"] is True and r["train_steps"] > 0 and _finite_pos(r["wall_s"])
+        assert r["zero_shot"]
