@@ -1,12 +1,13 @@
 """DDP equivalence on CPU: 2 gloo processes give the single-process loss, gradients, queues and weights.
 
-One launch of two worker processes (this file run as a script, torchrun-style environment,
-``distributed.setup``) computes every scenario; the tests compare each rank's results with a
+One ``torchrun --nproc_per_node=2`` launch of this file (gloo, ``distributed.setup``) computes
+every scenario; the tests compare each rank's results with a
 single process fed the same GLOBAL batch. Scenarios: one step of the XModalViT teacher (XAQC),
 the students (XAQC + RKD on the gathered batch), the triplet baseline, CrossATNet (semi-hard and
 random in-batch mining, hash losses on the gathered batch) and ZSE-SBIR; then ``train_teacher``
 (the notebooks' pipeline function) under DDP against one process: same weights and queue, only
-rank 0 writes, and a run stopped mid-epoch resumes under DDP to the same weights.
+rank 0 writes, and a run stopped mid-epoch resumes under DDP to the same weights; and the
+``xmodal train`` CLI on both ranks.
 
 BatchNorm (CrossATNet's CNN backbones) normalises with per-rank statistics under DDP, so its
 step is compared with BN layers in eval mode (running statistics); dropout is 0 in every model.
@@ -130,13 +131,13 @@ def one_step(name: str, r: int = 0, w: int = 1) -> dict:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
     trainable = [p for p in model.parameters() if p.requires_grad]
-    runner = T._wrap_step(model, step, T.TrainConfig(device="cpu"), torch.device("cpu"), trainable)
+    runner = D.wrap_step(model, step, torch.device("cpu"), trainable)
     original = rkd.pairwise_distances
     if name == "students":
         rkd.pairwise_distances = _exact_pairwise_distances
     try:
         out = runner(_rows(batch, r, w))
-        logged = T._scalars(out, torch.device("cpu"))
+        logged = D.mean_scalars(out, torch.device("cpu"))
         out["loss"].backward()
     finally:
         rkd.pairwise_distances = original
@@ -210,6 +211,24 @@ def _worker(tmp: Path) -> None:
             return {"msg": str(err)}
         return {"msg": ""}
     attempt("bad_batch", bad_batch)
+
+    def sync_bn_on_cpu():
+        try:
+            T.fit(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), lambda m, b: {}, torch.zeros(8, 2),
+                  T.TrainConfig(batch_size=4, device="cpu", sync_batchnorm=True), tmp / "bn")
+        except ValueError as err:
+            return {"msg": str(err)}
+        return {"msg": ""}
+    attempt("sync_bn", sync_bn_on_cpu)
+
+    def cli_teacher():  # the torchrun entry point's code, inside this already-initialised group
+        from xmodal_lib.cli import main
+
+        args = ["train", "xmodalvit-teacher", "--out", str(shared / "cli"), "--no-progress", "--evaluate"]
+        for k, v in {**TINY, "teacher_max_steps": 3, "teacher_queue": 8}.items():
+            args += ["-p", f"{k}={v}"]
+        return {"rc": torch.tensor(main(args + ["--loop", "num_workers=1", "--loop", "persistent_workers=true"]))}
+    attempt("cli", cli_teacher)
     results["meta"] = {"seconds": time.perf_counter() - t, "world": w}
     torch.save({"results": results, "errors": errors}, tmp / f"rank{r}.pt")
     D.cleanup()
@@ -222,23 +241,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(tmp: Path, world: int = WORLD, timeout: float = 240.0) -> list[dict]:
-    """Start ``world`` worker processes with torchrun's environment variables; their saved results."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, __file__, str(tmp)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(world)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for r, p in enumerate(procs):
-        assert p.returncode == 0, f"rank {r} exited with {p.returncode}:\n{logs[r][-4000:]}"
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(world)]
+def launch(tmp: Path, world: int = WORLD, timeout: float = 240.0) -> tuple[list[dict], str]:
+    """Run this file as ``world`` ranks under torchrun (gloo); each rank's saved results and the log."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "XMODAL_ARTIFACTS": str(tmp / "artifacts"), "XMODAL_RUNS": str(tmp / "runs")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={world}",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}", __file__, str(tmp)]
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    log = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, f"torchrun exited with {p.returncode}:\n{log[-6000:]}"
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(world)], log
 
 
 if __name__ == "__main__":
@@ -250,10 +262,10 @@ else:
     def ddp(tmp_path_factory):
         tmp = tmp_path_factory.mktemp("ddp")
         t = time.perf_counter()
-        out = launch(tmp)
-        print(f"2-rank gloo workers: {time.perf_counter() - t:.1f} s wall "
+        out, log = launch(tmp)
+        print(f"torchrun, 2 gloo ranks: {time.perf_counter() - t:.1f} s wall "
               f"({out[0]['results']['meta']['seconds']:.1f} s of scenarios in rank 0)")
-        return tmp, out
+        return tmp, out, log
 
     @pytest.fixture(scope="module")
     def fit_ref(tmp_path_factory):
@@ -261,7 +273,7 @@ else:
         return _teacher_with_queue(tmp_path_factory.mktemp("ref"))
 
     def _get(ddp, key: str) -> list[dict]:
-        _, out = ddp
+        _, out, _ = ddp
         for r, o in enumerate(out):
             assert key not in o["errors"], f"rank {r}, {key}:\n{o['errors'][key]}"
         return [o["results"][key] for o in out]
@@ -304,7 +316,7 @@ else:
 
     @pytest.mark.slow
     def test_fit_under_ddp_equals_single_process_and_rank0_writes(ddp, fit_ref):
-        tmp, _ = ddp
+        tmp = ddp[0]
         ref = fit_ref
         full = _get(ddp, "fit.full")
         assert int(ref["steps"]) == 6 and len(ref["val"]) == 2
@@ -332,9 +344,21 @@ else:
         assert_close(_without_key_bias(resumed[0]), _without_key_bias(ref), "resumed under DDP")
 
     @pytest.mark.slow
-    def test_global_batch_must_divide(ddp):
+    def test_cli_train_under_torchrun(ddp):
+        """``xmodal train`` on 2 ranks: both succeed, rank 0 prints one summary and saves the teacher."""
+        tmp, _, log = ddp
+        assert [int(c["rc"]) for c in _get(ddp, "cli")] == [0, 0]
+        assert log.count('"method": "xmodalvit-teacher"') == 1 and '"world_size": 2' in log and '"acc@1"' in log
+        assert '"steps": 3' in log
+        assert (tmp / "artifacts" / "xmodalvit_teacher.safetensors").is_file()
+        assert [c.name for c in T.list_checkpoints(tmp / "shared" / "cli")] == ["step_00000003"]
+
+    @pytest.mark.slow
+    def test_bad_settings_under_ddp_raise(ddp):
         for got in _get(ddp, "bad_batch"):
             assert "GLOBAL batch" in got["msg"] and "(2)" in got["msg"]
+        for got in _get(ddp, "sync_bn"):
+            assert "sync_batchnorm needs CUDA" in got["msg"]
 
     def test_sampler_shards_global_batches():
         """Rank r's batches are the r-th slices of the single-process batches; partial batches dropped."""

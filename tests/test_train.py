@@ -200,3 +200,78 @@ def test_save_load_weights_strict(tmp_path: Path) -> None:
                      tmp_path / "w")
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_weights(m2, tmp_path / "nope")
+
+
+def test_loader_workers_and_persistent_workers_match_in_process(tmp_path: Path) -> None:
+    """Workers (persistent ones too) see each epoch's items: the epoch travels with every index."""
+    ref_model, ref_queue, ref = run(tmp_path / "ref")
+    model, queue, res = run(tmp_path / "workers", num_workers=1, persistent_workers=True, prefetch_factor=3)
+    assert_same(model, ref_model)
+    assert [r["loss"] for r in res.history] == [r["loss"] for r in ref.history]
+
+
+def test_data_and_step_times_are_logged(tmp_path: Path) -> None:
+    _, _, res = run(tmp_path)
+    assert all(r["data_ms"] >= 0 and r["step_ms"] > 0 for r in res.history)
+    assert res.step_ms > 0 and res.data_ms >= 0 and res.world_size == 1
+    rows = [r for r in read_log(tmp_path) if r["kind"] == "train"]
+    assert [r["step_ms"] for r in rows] == [r["step_ms"] for r in res.history]
+
+
+def test_compile_flag_wraps_the_whole_step(tmp_path: Path, monkeypatch) -> None:
+    from xmodal_lib.distributed import StepModule
+
+    assert TrainConfig().compile is False and TrainConfig().channels_last is False
+    seen = []
+
+    def fake_compile(module, *a, **k):  # torch.compile itself is slow on 2 CPU cores; only the wiring here
+        seen.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model, _, res = run(tmp_path, compile=True, epochs=1)
+    assert len(seen) == 1 and isinstance(seen[0], StepModule) and seen[0].model is model and res.steps == 5
+
+
+def test_channels_last_model_and_inputs(tmp_path: Path) -> None:
+    class Images(Dataset):
+        def __len__(self) -> int:
+            return 16
+
+        def __getitem__(self, i: int):
+            return torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(i)), i % 2
+
+    def train(channels_last: bool, out: Path):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        formats = []
+
+        def step(m, batch):
+            x, y = batch
+            formats.append(x.is_contiguous(memory_format=torch.channels_last))
+            return {"loss": nn.functional.cross_entropy(m(x), y)}
+
+        fit(model, step, Images(), TrainConfig(batch_size=4, lr=1e-2, device="cpu", channels_last=channels_last),
+            out, progress=False)
+        return model, formats
+
+    cl, cl_formats = train(True, tmp_path / "cl")
+    plain, plain_formats = train(False, tmp_path / "plain")
+    assert all(cl_formats) and not any(plain_formats)
+    assert cl[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(cl.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_loop_overrides_apply_inside_the_block_only(tmp_path: Path) -> None:
+    from xmodal_lib.train import loop_overrides
+
+    with loop_overrides(keep_last=1, ckpt_every=3):
+        run(tmp_path / "a")
+    run(tmp_path / "b")
+    assert len(list_checkpoints(tmp_path / "a")) == 1 and len(list_checkpoints(tmp_path / "b")) == 2
+    _, meta = load_tensors(list_checkpoints(tmp_path / "a")[-1])
+    assert meta["train_config"]["ckpt_every"] == 3
+    with pytest.raises(ValueError, match="not loop fields"):
+        with loop_overrides(lr=1.0):
+            pass

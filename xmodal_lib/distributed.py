@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 __all__ = ["is_distributed", "rank", "world_size", "local_rank", "is_main_process", "launched_by_torchrun",
            "setup", "cleanup", "barrier", "broadcast_object", "all_reduce_mean", "broadcast_buffers",
-           "gather_cat", "gather_cat_nograd", "StepModule"]
+           "gather_cat", "gather_cat_nograd", "StepModule", "wrap_step", "mean_scalars"]
 
 
 def is_distributed() -> bool:
@@ -193,3 +193,35 @@ class StepModule(nn.Module):
 
     def forward(self, batch: Any) -> dict[str, Tensor]:
         return self.step_fn(self.model, batch)
+
+
+def wrap_step(model: nn.Module, step_fn: Callable, device: torch.device, trainable: list[nn.Parameter], *,
+              find_unused_parameters: bool = False, compile: bool = False) -> nn.Module:
+    """The step as a module: DDP around it when distributed, ``torch.compile`` around that if asked.
+
+    Parameters of ``model`` that require grad but are not in ``trainable`` are left out of DDP."""
+    runner: nn.Module = StepModule(model, step_fn)
+    if is_distributed():
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = {id(p) for p in trainable}
+        if not ids <= {id(p) for p in model.parameters()}:
+            raise ValueError("fit under DDP: every parameter in params must belong to model")
+        frozen = [f"model.{n}" for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
+        if frozen:  # trainable-looking parameters the optimiser does not own: not synchronised
+            DDP._set_params_and_buffers_to_ignore_for_model(runner, frozen)
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None,
+                     find_unused_parameters=find_unused_parameters)
+    if compile:
+        runner = torch.compile(runner)
+    return runner
+
+
+def mean_scalars(out: dict[str, Any], device: torch.device) -> dict[str, float]:
+    """Logged values as floats; under DDP their mean over ranks (the global value for per-sample
+    means, the common value for losses computed on the gathered global batch)."""
+    keys = list(out)
+    vals = torch.stack([(v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))).reshape(())
+                        .to(device) for v in out.values()])
+    vals = all_reduce_mean(vals).tolist()
+    return dict(zip(keys, vals))

@@ -28,16 +28,17 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import distributed as D
 from .checkpoint import load_tensors, optimizer_from_flat, optimizer_to_flat, save_tensors
+from .loader import EpochItems, EpochSampler, make_loader, to_device  # noqa: F401 (re-exported)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -163,82 +164,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Move tensors inside nested tuples/lists/dicts to ``device`` (4-D ones channels-last if asked)."""
-    if isinstance(batch, Tensor):
-        batch = batch.to(device, non_blocking=True)
-        if channels_last and batch.dim() == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device, channels_last) for v in batch)
-    return batch
-
-
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Index order as a pure function of ``(seed, epoch)``; can start mid-epoch for resume.
-
-    Yields ``(epoch, index)`` keys (see :class:`EpochItems`). With ``world_size`` W > 1, rank r
-    yields the r-th of W equal contiguous slices of every global batch of ``batch_size`` items;
-    with ``drop_last`` an incomplete last global batch is skipped on every rank.
-    """
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True, batch_size: int = 1, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1) -> None:
-        if batch_size % world_size:
-            raise ValueError(f"EpochSampler: batch_size={batch_size} is not divisible by world_size={world_size}")
-        self.n, self.seed, self.shuffle = n, seed, shuffle
-        self.batch_size, self.drop_last, self.rank, self.world = batch_size, drop_last, rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's permutation and skip its first ``start`` indices."""
-        self.epoch, self.start = epoch, start
-
-    def order(self) -> list[int]:
-        """The full index order of the current epoch."""
-        if not self.shuffle:
-            return list(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=g).tolist()
-
-    def _indices(self) -> list[int]:
-        rest = self.order()[self.start:]
-        if self.drop_last:
-            rest = rest[:len(rest) - len(rest) % self.batch_size]
-        if self.world == 1:
-            return rest
-        b = self.batch_size // self.world  # per-rank slice of each global batch
-        return [i for g in range(0, len(rest), self.batch_size)
-                for i in rest[g + self.rank * b:g + (self.rank + 1) * b]]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, i) for i in self._indices()])
-
-    def __len__(self) -> int:
-        return len(self._indices())
-
-
-class EpochItems(Dataset):
-    """``items[(epoch, i)] = dataset[i]`` after ``dataset.set_epoch(epoch)``: the epoch travels with
-    every index, so loader workers (persistent or not) always draw the right epoch's items."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset, self.epoch = dataset, None
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, i = key
-        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        self.epoch = epoch
-        return self.dataset[i]
-
-
 def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if cfg.warmup_steps and step < cfg.warmup_steps:
@@ -301,47 +226,6 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
         return []
     stems = [p.with_suffix("") for p in d.glob("step_*.json")]
     return sorted((s for s in stems if s.with_name(s.name + ".safetensors").is_file()), key=lambda s: s.name)
-
-
-def _make_loader(dataset: Dataset, cfg: TrainConfig, sampler: EpochSampler, local_bs: int,
-                 collate_fn: Callable | None, device: torch.device) -> DataLoader:
-    kw: dict[str, Any] = {}
-    if cfg.num_workers > 0:
-        kw = dict(persistent_workers=cfg.persistent_workers, prefetch_factor=cfg.prefetch_factor or 2)
-    pin = device.type == "cuda" if cfg.pin_memory is None else (cfg.pin_memory and torch.cuda.is_available())
-    return DataLoader(EpochItems(dataset), batch_size=local_bs, sampler=sampler, drop_last=cfg.drop_last,
-                      collate_fn=collate_fn, num_workers=cfg.num_workers, pin_memory=pin,
-                      generator=torch.Generator().manual_seed(cfg.seed), **kw)
-
-
-def _wrap_step(model: nn.Module, step_fn: Callable, cfg: TrainConfig, device: torch.device,
-               trainable: list[nn.Parameter]) -> nn.Module:
-    """The step as a module: DDP around it when distributed, ``torch.compile`` around that if asked."""
-    runner: nn.Module = D.StepModule(model, step_fn)
-    if D.is_distributed():
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = {id(p) for p in trainable}
-        if not ids <= {id(p) for p in model.parameters()}:
-            raise ValueError("fit under DDP: every parameter in params must belong to model")
-        frozen = [f"model.{n}" for n, p in model.named_parameters() if p.requires_grad and id(p) not in ids]
-        if frozen:  # trainable-looking parameters the optimiser does not own: not synchronised
-            DDP._set_params_and_buffers_to_ignore_for_model(runner, frozen)
-        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None,
-                     find_unused_parameters=cfg.find_unused_parameters)
-    if cfg.compile:
-        runner = torch.compile(runner)
-    return runner
-
-
-def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, float]:
-    """Logged values as floats; under DDP their mean over ranks (the global value for per-sample
-    means, the common value for losses computed on the gathered global batch)."""
-    keys = list(out)
-    vals = torch.stack([(v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))).reshape(())
-                        .to(device) for v in out.values()])
-    vals = D.all_reduce_mean(vals).tolist()
-    return dict(zip(keys, vals))
 
 
 def fit(
@@ -421,7 +305,10 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total, steps_per_epoch))
     sampler = EpochSampler(n, cfg.seed, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
                            rank=D.rank(), world_size=world)
-    loader = _make_loader(dataset, cfg, sampler, cfg.batch_size // world, collate_fn, device)
+    pin = device.type == "cuda" if cfg.pin_memory is None else (cfg.pin_memory and torch.cuda.is_available())
+    loader = make_loader(dataset, sampler, cfg.batch_size // world, collate_fn=collate_fn, drop_last=cfg.drop_last,
+                         num_workers=cfg.num_workers, pin_memory=pin, prefetch_factor=cfg.prefetch_factor,
+                         persistent_workers=cfg.persistent_workers, seed=cfg.seed)
     result = TrainResult(world_size=world)
     step, epoch, start_in_epoch = 0, 0, 0
     meta_base = {"train_config": asdict(cfg), "config": config or {}}
@@ -441,7 +328,8 @@ def fit(
             step, epoch, start_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
             result.history, result.val = meta["history"], meta["val"]
             result.last_checkpoint = Path(chosen)
-    runner = _wrap_step(model, step_fn, cfg, device, trainable)
+    runner = D.wrap_step(model, step_fn, device, trainable, find_unused_parameters=cfg.find_unused_parameters,
+                         compile=cfg.compile)
 
     log_path = out_dir / "metrics.jsonl"
     if main:
@@ -494,7 +382,7 @@ def fit(
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     out = runner(batch)
                 loss = out["loss"]
-                logged = _scalars(out, device)
+                logged = D.mean_scalars(out, device)
                 if not math.isfinite(logged["loss"]):
                     raise NonFiniteLossError(
                         f"{desc}: non-finite loss ({logged['loss']}) at step {step}, epoch {epoch}; "
