@@ -33,6 +33,7 @@ Usage::
     python benchmarks/bench_train.py                      # GPU: paper sizes, all methods
     python benchmarks/bench_train.py --methods xmodalvit_teacher --batches 16,64
     python benchmarks/bench_train.py --quick              # CPU smoke (CI)
+    python benchmarks/bench_train.py --device cpu --size mid   # CPU, 197-token sequences (attention matters)
     python benchmarks/bench_train.py --flops-only         # paper-size FLOPs per step, any machine
 
 Prints a table and writes JSON (``--out``; default ``benchmarks/results/bench_train_<...>.json``).
@@ -70,6 +71,7 @@ PEAK_TFLOPS = {
     "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0},
     "H200 SXM": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4},
     "H200 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
+    "H100 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
 }
 PEAK_SOURCE = ("NVIDIA H100 Tensor Core GPU datasheet; NVIDIA H200 Tensor Core GPU datasheet "
                "(dense = half the sparse tensor-core figure); glennklockwood.com/garden/processors/h100")
@@ -101,6 +103,24 @@ def quick_sizes() -> dict:
         "zse": dict(zse=dict(img_size=32, patch_size=8, dim=32, depth=1, heads=2, ca_heads=2, ca_ffn=32,
                              rn_dim=8, prune_layers=(1,))),
     }
+
+
+def mid_sizes() -> dict:
+    """CPU-affordable but realistic sequence length: 224 px / patch 16 (197 tokens), thin and shallow."""
+    vit = dict(depth=2, embed_dim=192, num_heads=3)
+    return {
+        "xmodalvit_teacher": dict(teacher="vit_tiny_patch16_224", img=224, vit=vit, queue=16),
+        "xmodalvit_students_ti": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=224,
+                                      vit=vit, student_vit=dict(vit, embed_dim=96), queue=16),
+        "xmodalvit_students_s": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=224,
+                                     vit=vit, student_vit=dict(vit, embed_dim=144), queue=16),
+        "crossatnet": dict(backbone="resnet18", img=224, output_stride=16, embed_dim=64, attn_dim=32,
+                           hash_bits=(16, 64), classes=20, node_dim=32),
+        "zse": dict(zse=dict(dim=192, depth=2, heads=3, ca_heads=4, ca_ffn=256, rn_dim=64, prune_layers=(1,))),
+    }
+
+
+SIZES = {"paper": paper_sizes, "mid": mid_sizes, "quick": quick_sizes}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +273,7 @@ def time_regime(method: str, sz: dict, batch: int, regime: str, dev: torch.devic
         opt.step()
         _sync(dev)
         times.append(time.perf_counter() - t0)
-    if not math.isfinite(float(loss)):
+    if not math.isfinite(float(loss.detach())):
         raise RuntimeError(f"{method}/{regime}: non-finite loss")
     timed = sorted(times[warmup:])
     dt = timed[len(timed) // 2]  # median step: robust to a shared machine's hiccups
@@ -268,7 +288,7 @@ def peak_for(dev: torch.device) -> tuple[str | None, dict | None]:
     if dev.type != "cuda":
         return None, None
     name = torch.cuda.get_device_name(dev)
-    for key in ("H100 PCIe", "H200 NVL"):
+    for key in ("H100 PCIe", "H200 NVL", "H100 NVL"):
         words = key.split()
         if all(w.lower() in name.lower() for w in words):
             return key, PEAK_TFLOPS[key]
@@ -368,6 +388,8 @@ def loader_train_fn(sz: dict, regime: str, dev: torch.device):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny models on CPU (smoke test of the script)")
+    ap.add_argument("--size", default=None, choices=sorted(SIZES),
+                    help="model sizes: paper (default), mid (224 px, 197 tokens, thin: CPU-affordable), quick")
     ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda if available, cpu with --quick)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--regimes", default=None,
@@ -379,15 +401,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--flops-only", action="store_true", help="count FLOPs per step on the meta device, no timing")
     ap.add_argument("--no-loader", action="store_true", help="skip the data-loading measurement")
     ap.add_argument("--loader-workers", type=int, default=None, help="N of the workers=N setting (default min(8, cpus))")
+    ap.add_argument("--loader-img", type=int, default=None,
+                    help="image side the loader produces (default: the teacher's input size; another size skips "
+                         "the loader-fed steps, e.g. --quick --loader-img 224 times paper-size decoding on CPU)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() and not a.quick else "cpu"))
-    sizes = quick_sizes() if a.quick else paper_sizes()
+    size = a.size or ("quick" if a.quick else "paper")
+    sizes = SIZES[size]()
     methods = [m for m in a.methods.split(",") if m]
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise SystemExit(f"--methods: unknown {bad}; choose from {METHODS}")
-    batches = [int(b) for b in (a.batches or ("2,4" if a.quick else "16,64")).split(",")]
+    batches = [int(b) for b in (a.batches or ("2,4" if size != "paper" else "16,64")).split(",")]
     regimes = a.regimes.split(",") if a.regimes else list(REGIMES)
     if any(r not in REGIMES for r in regimes):
         raise SystemExit(f"--regimes: choose from {REGIMES}")
@@ -446,8 +472,9 @@ def main(argv: list[str] | None = None) -> dict:
         fast = min(best, key=lambda r: r["step_ms"])["regime"] if best else BASELINE
         if fast.endswith("compile"):
             fast = "bf16_sdpa"  # the fed loop runs eager (no recompilation for the loader's tensors)
-        loader_rows = bench_loader(sz["img"], lb, [0, n], pins, 4 if a.quick else 20, dev,
-                                   train_fn=loader_train_fn(sz, fast, dev))
+        img = a.loader_img or sz["img"]
+        loader_rows = bench_loader(img, lb, [0, n], pins, 4 if a.quick else 20, dev,
+                                   train_fn=loader_train_fn(sz, fast, dev) if img == sz["img"] else None)
         loader_step = {"regime_fed": fast, "step_ms_by_regime": {r["regime"]: r["step_ms"] for r in best}}
         for r in loader_rows:
             print("loader", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
@@ -474,9 +501,10 @@ def main(argv: list[str] | None = None) -> dict:
               f"vs teacher step: "
               f"{json.dumps({k: round(v, 1) for k, v in loader_step['step_ms_by_regime'].items()})} ms")
         for r in loader_rows:
+            fed = (f"fed {loader_step['regime_fed']} step {r['fed_step_ms']:8.1f} ms" if "fed_step_ms" in r
+                   else "fed steps n/a (loader image size != model input)")
             print(f"  workers {r['num_workers']:2d} pin {str(r['pin_memory']):5s}: loader {r['loader_ms_per_batch']:8.1f} "
-                  f"ms/batch (first {r['first_batch_ms']:7.1f}), fed {loader_step['regime_fed']} step "
-                  f"{r.get('fed_step_ms', float('nan')):8.1f} ms")
+                  f"ms/batch (first {r['first_batch_ms']:7.1f}), {fed}")
 
     teacher = {r["regime"]: r for r in rows if r["method"] == "xmodalvit_teacher" and r["status"] == "ok"
                and r["batch"] == max(batches)}
@@ -484,7 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
     targets = {"teacher_speedup_ge_3x": None if best_t is None else best_t["speedup_vs_fp32_eager_explicit"] >= 3.0,
                "teacher_mfu_ge_35pct": None if best_t is None or best_t.get("mfu") is None else best_t["mfu"] >= 0.35,
                "teacher_best_regime": None if best_t is None else best_t["regime"]}
-    report = {"benchmark": "bench_train", "quick": a.quick, "flops_only": a.flops_only, "device": str(dev),
+    report = {"benchmark": "bench_train", "quick": a.quick, "size": size, "flops_only": a.flops_only, "device": str(dev),
               "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, "peak_key": gpu_key,
               "peak_tflops": peak, "peak_source": PEAK_SOURCE, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "platform": platform.platform(),
@@ -493,7 +521,7 @@ def main(argv: list[str] | None = None) -> dict:
               "flops_per_step": {m: {str(b): f for b, f in v.items()} for m, v in flops.items()},
               "flops_counted_on": how, "rows": rows, "loader": loader_rows, "loader_step": loader_step,
               "targets": targets}
-    tag = "flops" if a.flops_only else ("quick_" if a.quick else "") + dev.type
+    tag = ("flops_" if a.flops_only else "") + ("" if size == "paper" else size + "_") + dev.type
     out = Path(a.out) if a.out else HERE / "results" / f"bench_train_{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))

@@ -91,6 +91,14 @@ def test_embed_images_and_bad_cache_file(tmp_path):
         EmbeddingCache("z", "0" * 40, tmp_path).update(["a"], torch.zeros(2, 3))
 
 
+def test_fingerprint_covers_buffers_and_scalars():
+    bn = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))  # 0-dim int64 buffer num_batches_tracked
+    f0 = model_fingerprint(bn)
+    bn.train()(torch.rand(2, 3, 4, 4))  # updates running stats (buffers), not parameters
+    assert model_fingerprint(bn) != f0
+    assert model_fingerprint(bn, extra="fp32") != model_fingerprint(bn, extra="bf16")
+
+
 def test_precision_rules():
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"

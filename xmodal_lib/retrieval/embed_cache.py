@@ -39,7 +39,7 @@ def model_fingerprint(model: nn.Module, extra: str = "") -> str:
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         t = t.detach()
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(t.to("cpu", copy=False).contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim buffers too
     h.update(extra.encode())
     return h.hexdigest()
 
