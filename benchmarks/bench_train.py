@@ -254,6 +254,7 @@ def time_regime(method: str, sz: dict, batch: int, regime: str, dev: torch.devic
         opt_kw = dict(opt_kw, fused=True)
     opt = opt_cls([p for p in model.parameters() if p.requires_grad], **opt_kw)
     bf16 = regime.startswith("bf16")
+    torch.backends.cudnn.benchmark = fast  # official code: cudnn.benchmark off (deterministic); fast regimes autotune
     if regime.endswith("compile"):
         for t in targets:
             t.compile()
@@ -281,7 +282,7 @@ def time_regime(method: str, sz: dict, batch: int, regime: str, dev: torch.devic
             "items_per_s": batch / dt, "img_per_s": batch * per_item / dt,
             "peak_mem_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
             "attn_modules": n_attn, "channels_last_backbones": cl,
-            "optimizer_fused": bool(opt_kw.get("fused", False)), "loss": float(loss)}
+            "optimizer_fused": bool(opt_kw.get("fused", False)), "cudnn_benchmark": fast, "loss": float(loss.detach())}
 
 
 def peak_for(dev: torch.device) -> tuple[str | None, dict | None]:
