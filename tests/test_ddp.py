@@ -221,6 +221,23 @@ def _worker(tmp: Path) -> None:
         return {"msg": ""}
     attempt("sync_bn", sync_bn_on_cpu)
 
+    def unused(find: bool):
+        class TwoHeads(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.used, self.spare = nn.Linear(2, 1), nn.Linear(2, 1)
+
+        def step(m, x):
+            return {"loss": m.used(x).pow(2).mean()}
+        try:
+            res = T.fit(TwoHeads(), step, torch.ones(8, 2), T.TrainConfig(batch_size=4, epochs=2, device="cpu",
+                        find_unused_parameters=find), tmp / f"unused{find}", progress=False)
+        except ValueError as err:
+            return {"msg": str(err)}
+        return {"msg": "", "steps": torch.tensor(res.steps)}
+    attempt("unused", lambda: unused(False))
+    attempt("unused_allowed", lambda: unused(True))
+
     def cli_teacher():  # the torchrun entry point's code, inside this already-initialised group
         from xmodal_lib.cli import main
 
@@ -359,6 +376,10 @@ else:
             assert "GLOBAL batch" in got["msg"] and "(2)" in got["msg"]
         for got in _get(ddp, "sync_bn"):
             assert "sync_batchnorm needs CUDA" in got["msg"]
+        for got in _get(ddp, "unused"):
+            assert "got no gradient in the first step (spare.weight, spare.bias)" in got["msg"]
+        for got in _get(ddp, "unused_allowed"):  # with DDP's flag the same model trains
+            assert got["msg"] == "" and int(got["steps"]) == 4
 
     def test_sampler_shards_global_batches():
         """Rank r's batches are the r-th slices of the single-process batches; partial batches dropped."""

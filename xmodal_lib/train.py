@@ -228,6 +228,18 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     return sorted((s for s in stems if s.with_name(s.name + ".safetensors").is_file()), key=lambda s: s.name)
 
 
+def _check_all_used(model: nn.Module, trainable: list[nn.Parameter]) -> None:
+    """Under DDP without ``find_unused_parameters`` a parameter left out of the loss stalls gradient
+    synchronisation (DDP fails at the next step with a generic message): name them after step 1."""
+    ids = {id(p) for p in trainable}
+    unused = [n for n, p in model.named_parameters() if id(p) in ids and p.grad is None]
+    if unused:
+        shown = ", ".join(unused[:8]) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
+        raise ValueError(f"fit under DDP: {len(unused)} trainable parameters got no gradient in the first step "
+                         f"({shown}); freeze them or set TrainConfig.find_unused_parameters=True "
+                         f"(CLI: --loop find_unused_parameters=true)")
+
+
 def fit(
     model: nn.Module,
     step_fn: Callable[[nn.Module, Any], dict[str, Tensor]],
@@ -254,7 +266,7 @@ def fit(
             global batch with :func:`xmodal_lib.distributed.gather_cat`.
         params: parameters to optimise (default: every ``requires_grad`` parameter of ``model``).
         val_fn: called in eval mode every ``cfg.val_every_epochs`` epochs; use held-out TRAIN data.
-            Under DDP every rank runs it on identical weights (it must be deterministic).
+            Under DDP every rank runs it on identical weights; rank 0's row is kept everywhere.
         state_modules: extra modules whose ``state_dict`` (e.g. a queue buffer) goes into checkpoints;
             they must stay identical on every rank (XAQC enqueues the gathered keys).
         resume: continue from the newest complete checkpoint in ``out_dir/checkpoints`` (under DDP,
@@ -362,6 +374,7 @@ def fit(
         return path
 
     sync_cuda = cfg.profile_timing and device.type == "cuda"
+    check_unused = D.is_distributed() and not cfg.find_unused_parameters
     timings: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and main), leave=False)
@@ -390,6 +403,9 @@ def fit(
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if check_unused:
+                    _check_all_used(model, trainable)
+                    check_unused = False
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
                 opt.step()
@@ -417,6 +433,7 @@ def fit(
                     model.eval()
                     with torch.no_grad():
                         vrow = {"step": step, "epoch": epoch, **{k: float(v) for k, v in val_fn(model).items()}}
+                    vrow = D.broadcast_object(vrow)  # rank 0's numbers on every rank
                     result.val.append(vrow)
                     log.write(json.dumps({"kind": "val", **vrow}) + "\n")
                     model.train()

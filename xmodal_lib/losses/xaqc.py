@@ -48,6 +48,7 @@ def xaqc_loss(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.07,
     return F.cross_entropy(logits, labels)
 
 
+@torch.compiler.disable  # bookkeeping with Python ints: eager, not one recompile per pointer value
 @torch.no_grad()
 def enqueue_wraparound(queue: Tensor, ptr: Tensor, keys: Tensor) -> None:
     """Write normalised ``keys [B,D]`` into ``queue [D,K]`` at ``ptr`` modulo K (in place)."""
@@ -87,7 +88,9 @@ class XAQC(nn.Module):
     def forward(self, q: Tensor, k: Tensor, enqueue: bool = True) -> Tensor:
         loss = xaqc_loss(q, k, self.queue, self.temperature, self.normalize_query)
         if enqueue:  # the global batch's keys (identity in a single process)
-            enqueue_wraparound(self.queue, self.ptr, gather_cat_nograd(k.detach()))
+            queue = self.queue.clone()  # out of place: torch.compile may save the old queue for backward
+            enqueue_wraparound(queue, self.ptr, gather_cat_nograd(k.detach()))
+            self.queue = queue
         return loss
 
     def extra_repr(self) -> str:

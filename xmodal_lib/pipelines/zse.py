@@ -28,6 +28,7 @@ from torch import Tensor
 from ..data.datasets import preload
 from ..data.index import DataError, Record, SBIRIndex
 from ..data.transforms import ImageLoader
+from ..distributed import broadcast_object
 from ..losses.zse import zse_loss
 from ..models.zse import ZSEConfig, ZSESBIR
 from ..retrieval.metrics import category_metrics
@@ -211,6 +212,7 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
             sc = build_cache(m, vsk, "sketch", cfg.eval_batch, with_proj=False)
             pc = build_cache(m, vph, "photo", cfg.eval_batch, with_proj=False)
             v = category_metrics(scores_ret(sc, pc), vq, vg, metrics=("map_all_voc",))["map_all_voc"]
+            v = broadcast_object(v)  # under DDP every rank keeps the epoch rank 0 picks
             if v > best["score"]:
                 best.update(score=v, state=copy.deepcopy(m.state_dict()))
             return {"val_map_all_voc": v}
