@@ -381,6 +381,16 @@ else:
         for got in _get(ddp, "unused_allowed"):  # with DDP's flag the same model trains
             assert got["msg"] == "" and int(got["steps"]) == 4
 
+    def test_cli_train_rejects_unknown_keys(capsys):
+        from xmodal_lib.cli import main
+
+        assert main(["train", "zse", "-p", "bogus=1"]) == 2
+        assert "bogus" in capsys.readouterr().err
+        assert main(["train", "crossatnet", "--loop", "lr=1"]) == 2
+        assert "not training-loop fields" in capsys.readouterr().err
+        assert main(["train", "crossatnet", "-p", "batch_size"]) == 2
+        assert "KEY=VALUE" in capsys.readouterr().err
+
     def test_sampler_shards_global_batches():
         """Rank r's batches are the r-th slices of the single-process batches; partial batches dropped."""
         single = T.EpochSampler(10, seed=3, batch_size=4, drop_last=True)

@@ -213,9 +213,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from . import distributed as D
     from .paths import runs_dir
-    from .train import loop_overrides
+    from .train import LOOP_FIELDS, loop_overrides
 
     params, loop = _parse_kv(args.param, "-p"), _parse_kv(args.loop, "--loop")
+    bad = sorted(set(loop) - set(LOOP_FIELDS))
+    if bad:
+        raise ValueError(f"--loop {bad}: not training-loop fields; expected some of {list(LOOP_FIELDS)}")
     if args.method.startswith("xmodalvit"):
         from .pipelines.xmodalvit import XModalViTConfig as cls
     elif args.method == "crossatnet":
