@@ -391,6 +391,18 @@ else:
         assert main(["train", "crossatnet", "-p", "batch_size"]) == 2
         assert "KEY=VALUE" in capsys.readouterr().err
 
+    def test_setup_without_torchrun_is_single_process(monkeypatch):
+        for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            monkeypatch.delenv(var, raising=False)
+        assert D.setup(device="cpu") == torch.device("cpu")
+        assert not torch.distributed.is_initialized() and D.world_size() == 1 and D.is_main_process()
+        x = torch.randn(3, 2, requires_grad=True)
+        assert D.gather_cat(x) is x and D.gather_cat_nograd(x) is x
+        with pytest.raises(ValueError, match="nccl"):
+            D.setup(backend="nccl", device="cpu")
+        with pytest.raises(ValueError, match="device must be"):
+            D.setup(device="tpu")
+
     def test_sampler_shards_global_batches():
         """Rank r's batches are the r-th slices of the single-process batches; partial batches dropped."""
         single = T.EpochSampler(10, seed=3, batch_size=4, drop_last=True)

@@ -79,10 +79,12 @@ def setup(backend: str = "auto", device: str = "auto", timeout_s: float = 1800.0
         raise ValueError(f"distributed.setup: backend must be 'auto', 'nccl' or 'gloo', got {backend!r}")
     if backend == "nccl" and not use_cuda:
         raise ValueError("distributed.setup: backend='nccl' needs CUDA tensors; use 'gloo' for CPU training")
-    dev = torch.device("cuda", local_rank()) if use_cuda else torch.device("cpu")
-    if use_cuda:
+    multi = launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
+    dev = torch.device("cpu")
+    if use_cuda:  # one GPU per rank; a single process keeps an explicit index ("cuda:1")
+        dev = torch.device("cuda", local_rank()) if multi or ":" not in device else torch.device(device)
         torch.cuda.set_device(dev)
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1 or dist.is_initialized():
+    if not multi or dist.is_initialized():
         return dev
     for var in ("MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
