@@ -88,6 +88,13 @@ def test_evaluation_runs_on_unseen_classes_only(tmp_path, monkeypatch):
     for r in [*test.photos, *test.sketches]:
         Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(r.path, format="PNG")
     emb = embed_test(trained.net, test, _cfg())
+    # embedded once per image and model: a second call reads the cache and calls no encoder
+    calls = []
+    orig = trained.net.encode_photo
+    trained.net.encode_photo = lambda x: calls.append(len(x)) or orig(x)
+    again = embed_test(trained.net, test, _cfg())
+    del trained.net.encode_photo
+    assert calls == [] and torch.equal(again.photos, emb.photos) and torch.equal(again.sketches, emb.sketches)
     rows = evaluate(trained.net, emb, metrics=("map_all_voc",))
     assert set(rows) == {"real", "hash8"}
     # one unseen class: every gallery item is relevant, so AP is exactly 1 for both paths

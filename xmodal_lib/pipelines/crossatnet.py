@@ -318,18 +318,29 @@ class Embedded:
 
 def embed_test(net: CrossATNet, test_index: SBIRIndex, cfg: CrossATNetRunConfig,
                images: tuple[Tensor, Tensor] | None = None, progress: bool = False) -> Embedded:
-    """Embed every test sketch and photo (the gallery independent of the queries)."""
-    from ..data import preload
+    """Embed every test sketch and photo (the gallery independent of the queries).
+
+    Each image is embedded once per model (bf16 autocast on CUDA, fp32 on CPU) and cached under
+    ``cache_dir()/embeddings`` (:mod:`xmodal_lib.retrieval.embed_cache`): re-evaluating the same
+    weights reads the vectors back. Records are keyed by path, size and mtime; preloaded
+    ``images`` by a hash of their pixels.
+    """
+    from ..retrieval.embed_cache import embed_images, embed_records, model_fingerprint
     from ..train import resolve_device
 
-    if images is None:
-        ls, lp = image_loaders(cfg)
-        images = (preload(test_index.sketches, ls, "test sketches", progress),
-                  preload(test_index.photos, lp, "test photos", progress))
     dev = resolve_device(cfg.device)
     net.eval().to(dev)
-    return Embedded(embed(net.encode_sketch, images[0], device=dev), embed(net.encode_photo, images[1], device=dev),
-                    [r.label for r in test_index.sketches], [r.label for r in test_index.photos])
+    fp = model_fingerprint(net)
+    if images is None:
+        ls, lp = image_loaders(cfg)
+        sk = embed_records(test_index.sketches, ls, net.encode_sketch, name="crossatnet/sketch", fingerprint=fp,
+                           device=dev)
+        ph = embed_records(test_index.photos, lp, net.encode_photo, name="crossatnet/photo", fingerprint=fp,
+                           device=dev)
+    else:
+        sk = embed_images(images[0], net.encode_sketch, name="crossatnet/sketch", fingerprint=fp, device=dev)
+        ph = embed_images(images[1], net.encode_photo, name="crossatnet/photo", fingerprint=fp, device=dev)
+    return Embedded(sk, ph, [r.label for r in test_index.sketches], [r.label for r in test_index.photos])
 
 
 def _timed(fn: Callable[[], Tensor], repeat: int = 3) -> tuple[Tensor, float]:
