@@ -84,3 +84,17 @@ def test_pipeline_config_presets():
         ZSEPipelineConfig.paper("imagenet")
     with pytest.raises(ValueError, match="stem"):
         ZSEPipelineConfig.smoke(stem="x")
+
+
+def test_build_cache_bf16_is_float32_and_close_to_fp32(small):
+    sk, _, _, _ = small
+    torch.manual_seed(1)
+    model = ZSESBIR(ZSEConfig.smoke(keep_rate=1.0)).eval()
+    full = build_cache(model, sk, "sketch", precision="fp32")
+    half = build_cache(model, sk, "sketch", precision="bf16")  # CPU autocast; CUDA's default under "auto"
+    assert half.tokens.dtype == torch.float32 and set(half.proj) == set(full.proj)
+    assert not torch.equal(half.tokens, full.tokens)  # really computed in bf16
+    rel = (half.tokens - full.tokens).norm() / full.tokens.norm()
+    assert rel < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        build_cache(model, sk, "sketch", precision="fp16")

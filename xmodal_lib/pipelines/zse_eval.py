@@ -56,18 +56,26 @@ def _device(model: ZSESBIR) -> torch.device:
 
 @torch.no_grad()
 def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int = 64,
-                with_proj: bool = True) -> SACache:
-    """Run SA once over ``images`` (N, 3, H, W) (and the CA projections) in eval mode."""
+                with_proj: bool = True, precision: str = "auto") -> SACache:
+    """Run SA once over ``images`` (N, 3, H, W) (and the CA projections) in eval mode.
+
+    ``precision``: ``"auto"`` = bf16 autocast on CUDA, fp32 on CPU (``"bf16"``/``"fp32"`` force it);
+    the cached tensors are stored as float32 so every later scoring pass reads the same values.
+    """
+    from ..retrieval.embed_cache import resolve_precision
+
     model.eval()
     dev = _device(model)
+    bf16 = resolve_precision(precision, dev) == "bf16"
     toks, kept, proj = [], [], {}
     for i in range(0, images.shape[0], batch_size):
-        out = model.sa_features(images[i:i + batch_size].to(dev), modality)
-        toks.append(out.tokens)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model.sa_features(images[i:i + batch_size].to(dev), modality)
+            pr = model.ca.project(out.tokens, modality) if with_proj else {}
+        toks.append(out.tokens.float())
         kept.append(out.kept)
-        if with_proj:
-            for k, v in model.ca.project(out.tokens, modality).items():
-                proj.setdefault(k, []).append(v)
+        for k, v in pr.items():
+            proj.setdefault(k, []).append(v.float())
     return SACache(torch.cat(toks), torch.cat(kept), {k: torch.cat(v) for k, v in proj.items()}, modality)
 
 
