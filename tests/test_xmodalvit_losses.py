@@ -118,3 +118,13 @@ def test_rkd_angle_chunked_gradient_equals_unchunked():
     rkd_angle(s1, t, chunk_size=7).backward()
     rkd_angle(s2, t, chunk_size=2).backward()  # checkpointed chunks
     assert torch.allclose(s1.grad, s2.grad, atol=1e-6)
+
+
+def test_pairwise_distances_exact_for_duplicate_rows():
+    from xmodal_lib.losses.rkd import pairwise_distances
+
+    torch.manual_seed(0)
+    e = torch.randn(5, 64) * 30.0  # large norms: |a|^2+|b|^2-2ab would cancel badly here
+    d = pairwise_distances(torch.cat([e, e]))  # row i and row i+5 are identical
+    assert d[torch.arange(5), torch.arange(5) + 5].max() < 1e-5
+    torch.testing.assert_close(d[:5, :5], torch.cdist(e, e), rtol=1e-5, atol=1e-4)
