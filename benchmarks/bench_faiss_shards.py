@@ -32,25 +32,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 
 from xmodal_lib.retrieval.faiss_backend import FaissIndex, ShardedFaissIndex, faiss_available, sharded_topk  # noqa: E402
+from bench_metrics import peak_rss_mb  # noqa: E402  (the sibling script's; one definition)
 
 SCORE_TOL = 1e-5
 PRESETS = {"quickdraw": dict(queries=92291, gallery=54151, dim=768, k=200)}
-
-
-def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _sync(dev: torch.device) -> None:
