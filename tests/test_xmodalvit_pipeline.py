@@ -112,3 +112,164 @@ def test_triplet_baseline_runs(data, tmp_path):
     st, res = xv.train_triplet_baseline(cfg, data, out_dim=12, out_dir=tmp_path / "b", progress=False)
     assert res.steps == 2 and st.normalize
     assert torch.isfinite(torch.tensor(res.history[-1]["loss"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# our additions: input standardisation, teacher photo views, student pooling, diagnostics
+# ---------------------------------------------------------------------------------------------
+def test_standardize_images_per_image_and_idempotent():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 8, generator=g) * torch.tensor([1.0, 5.0, 0.1])[:, None, None, None] + 2.0
+    y = xv.standardize_images(x)
+    assert torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(y.std(dim=(1, 2, 3)), torch.ones(3), atol=1e-4)
+    assert torch.allclose(xv.standardize_images(y), y, atol=1e-5)
+    assert xv.standardize_images(torch.full((1, 3, 4, 4), 0.7)).abs().max() < 1e-4  # constant -> ~0
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        xv.standardize_images(torch.rand(3, 8, 8))
+
+
+def test_standardize_spreads_sketch_features_at_init(tmp_path):
+    """Mostly-white sketches embed almost alike in a random-init ViT; standardised ones spread out."""
+    import torch.nn.functional as F
+
+    from xmodal_lib.data import open_dataset
+    from xmodal_lib.data.datasets import preload
+    from xmodal_lib.data.synthetic import SyntheticConfig, generate
+    from xmodal_lib.data.transforms import ImageLoader
+
+    tiny = SyntheticConfig(n_photos_per_class=1, classes=("shoe", "cup"), unseen=("cup",), fg_categories=("shoe",),
+                           fg_train=12, fg_test=2, image_size=32)
+    idx = open_dataset("synthetic_fg", root=generate(tiny, root=tmp_path / "syn"))
+    sk = preload(idx.sketches, ImageLoader(32, normalize="half", sketch_crop=False), progress=False)  # (28, 3, 32, 32)
+    for seed in range(3):
+        st = xv.make_students(xv.XModalViTConfig.smoke(seed=seed), 12).eval()  # smoke student: width 48, depth 2
+
+        def spread(x):
+            with torch.no_grad():
+                e = F.normalize(st.sketch.features(x), dim=1)
+            return float((e - e.mean(0)).norm(dim=1).mean())
+
+        assert spread(xv.standardize_images(sk)) > 1.8 * spread(sk)  # measured 2.2-2.7x (QMUL sketches ~13x)
+
+
+def test_photo_views_keep_layout_change_colour():
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(4, 1, 8, 8, generator=g).expand(4, 3, 8, 8)  # grey photos: only the layout
+    v = xv.photo_views(grey, torch.Generator().manual_seed(1))
+    assert v.shape == grey.shape
+    for a, b in zip(grey, v):  # a contrast change around the mean: perfectly correlated layout
+        assert torch.corrcoef(torch.stack([a[0].flatten(), b[0].flatten()]))[0, 1] > 0.999
+    col = torch.rand(4, 3, 8, 8, generator=g)
+    v1 = xv.photo_views(col, torch.Generator().manual_seed(1))
+    v2 = xv.photo_views(col, torch.Generator().manual_seed(1))
+    assert torch.equal(v1, v2) and not torch.allclose(v1, col)
+
+
+def test_teacher_step_photo_aug_gives_query_and_key_different_views(data):
+    from xmodal_lib.losses.xaqc import XAQC
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, photo, sketch):
+            seen.append(photo.clone())
+            z = photo.flatten(1)[:, :12] * self.w
+            return z, z
+
+    ds = xv.TripletPhotoSketchDataset(data.train)
+    batch = [torch.stack(x) for x in zip(*[ds[i] for i in range(4)])]
+    xv.teacher_step(XAQC(12, 8))(Spy(), batch)
+    assert torch.equal(seen[0], batch[0]) and torch.equal(seen[1], batch[0])  # paper: the same photo
+    seen.clear()
+    out = xv.teacher_step(XAQC(12, 8), photo_aug=True)(Spy(), batch)
+    assert not torch.equal(seen[0], seen[1]) and torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("pool", ["cls", "avg", "cls+avg"])
+def test_student_pool(pool):
+    from xmodal_lib.models.backbones import tokens
+
+    cfg = xv.XModalViTConfig.smoke(**{**TINY, "student_pool": pool})
+    st = xv.make_students(cfg, 12).eval()
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        t = tokens(st.sketch.backbone, x)  # (2, 1+4, 12)
+        want = {"cls": t[:, 0], "avg": t[:, 1:].mean(1), "cls+avg": 0.5 * (t[:, 0] + t[:, 1:].mean(1))}[pool]
+        assert torch.allclose(st.sketch.features(x), want, atol=1e-6)
+        assert st.encode_sketch(x).shape == (2, 12)
+    with pytest.raises(ValueError, match="student_pool"):
+        xv.XModalViTConfig(student_pool="max")
+
+
+def test_teacher_modality_share_separates_photo_and_sketch_dependence():
+    class Fake(torch.nn.Module):
+        def __init__(self, use):
+            super().__init__()
+            self.use, self.w = use, torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, photo, sketch):
+            zp = photo.flatten(1)[:, :16] * self.w  # photo-only branch
+            zs = (sketch if self.use == "sketch" else photo).flatten(1)[:, :16] * self.w
+            return zp, zs
+
+    g = torch.Generator().manual_seed(0)
+    ph, sk = torch.randn(6, 3, 4, 4, generator=g), torch.randn(6, 3, 4, 4, generator=g)
+    r = xv.teacher_modality_share(Fake("sketch"), ph, sk)
+    assert r["z_p"]["photo"] == pytest.approx(1.0, abs=1e-5) and r["z_p"]["sketch"] == pytest.approx(0.0, abs=1e-5)
+    assert r["z_s"]["sketch"] == pytest.approx(1.0, abs=1e-5)
+    r = xv.teacher_modality_share(Fake("photo"), ph, sk)
+    assert r["z_s"]["photo"] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="n >= 2"):
+        xv.teacher_modality_share(Fake("photo"), ph[:1], sk[:1])
+
+
+def test_same_teacher_setup_and_paper_turns_additions_off():
+    a = xv.XModalViTConfig.smoke()
+    assert xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(student_lr=1.0, baseline_epochs=2, device="cpu"))
+    assert not xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(standardize_inputs=False))
+    assert not xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(teacher_epochs=1))
+    p = xv.XModalViTConfig.paper("shoev2")
+    assert (p.standardize_inputs, p.teacher_photo_aug, p.student_pool, p.sketch_target) == (False, False, "cls", "z_s")
+
+
+def test_load_data_synthetic_options_and_standardisation(tmp_path, monkeypatch):
+    import xmodal_lib.data as D
+    from xmodal_lib.data.synthetic import SyntheticConfig, generate
+
+    tiny = SyntheticConfig(n_photos_per_class=1, classes=("shoe", "cup"), unseen=("cup",), fg_categories=("shoe",),
+                           fg_train=6, fg_test=3, image_size=32, fg_plain=True)
+    root = generate(tiny, root=tmp_path / "syn")
+    calls = []
+    real = D.open_dataset
+
+    def fake(kind, root=None, **kw):
+        calls.append((kind, kw))
+        return real(kind, root=tmp_path / "syn")
+
+    monkeypatch.setattr(D, "open_dataset", fake)
+    cfg = xv.XModalViTConfig.smoke(**{**TINY, "synth_fg_train": 6, "synth_fg_test": 3, "val_fraction": 0.34})
+    d = xv.load_data(cfg, progress=False)
+    assert calls == [("synthetic_fg", {"fg_categories": ("shoe",), "fg_train": 6, "fg_test": 3, "fg_plain": True})]
+    assert (d.train.photos.shape[0], d.val.photos.shape[0], d.test.photos.shape[0]) == (4, 2, 3)
+    for s in (d.train, d.test):
+        assert torch.allclose(s.sketches.mean(dim=(1, 2, 3)), torch.zeros(s.sketches.shape[0]), atol=1e-5)
+    raw = xv.load_data(xv.replace_config(cfg, standardize_inputs=False), progress=False)
+    assert raw.test.sketches.max() == 1.0 and root.is_dir()  # "half" norm: white background = 1
+
+
+def test_photo_views_under_ddp_slice_the_single_process_views(monkeypatch):
+    import xmodal_lib.distributed as D
+
+    photos = torch.rand(8, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    single = xv.photo_views(photos, torch.Generator().manual_seed(3))
+    monkeypatch.setattr(D, "world_size", lambda: 2)
+    parts = []
+    for r in (0, 1):  # each rank holds its half of the global batch and the same RNG stream
+        monkeypatch.setattr(D, "rank", lambda r=r: r)
+        parts.append(xv.photo_views(photos[4 * r:4 * r + 4], torch.Generator().manual_seed(3)))
+    assert torch.equal(torch.cat(parts), single)

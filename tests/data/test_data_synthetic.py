@@ -130,3 +130,19 @@ def test_sketches_carry_class_information(tiny_root: Path) -> None:
     sim[inst[:, None] == inst[None, :]] = -np.inf  # exclude the sketch itself and its sibling
     acc = np.mean(labels[sim.argmax(1)] == labels)
     assert acc > 3 / 24
+
+
+def test_fg_plain_product_photos_only_change_fine_grained_photos() -> None:
+    base = SyntheticConfig(n_photos_per_class=1, image_size=32, classes=("shoe", "cup"), unseen=("cup",),
+                           fg_categories=("shoe",), fg_train=2, fg_test=1)
+    plain = SyntheticConfig(**{**base.to_dict(), "fg_plain": True})
+    same = lambda a, b: np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+    p0, s0 = draw_instance(base, "shoe", 0, stream=0)  # category-level part: untouched
+    p1, s1 = draw_instance(plain, "shoe", 0, stream=0)
+    assert same(p0, p1) and all(same(a, b) for a, b in zip(s0, s1))
+    for stream in (1, 2):
+        (sp, ss), (pp, ps) = draw_instance(base, "shoe", 0, stream), draw_instance(plain, "shoe", 0, stream)
+        assert all(same(a, b) for a, b in zip(ss, ps))  # sketches do not depend on the photo style
+        assert not same(sp, pp)
+        border = lambda im: np.concatenate([np.asarray(im)[:2].reshape(-1, 3), np.asarray(im)[-2:].reshape(-1, 3)])  # noqa: E731
+        assert border(pp).mean() > 200 and border(pp).std() < 15  # near-white, uniform background

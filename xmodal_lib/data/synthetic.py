@@ -63,6 +63,8 @@ class SyntheticConfig:
         jitter, deform: strength of the sketch hand jitter and per-sketch deformation.
         fg_pose: pose variation of the fine-grained photos relative to the category-level ones
             (product-photo style: small, so the pose does not give the instance away).
+        fg_plain: fine-grained photos as product shots (uniform near-white background, no clutter),
+            like QMUL Shoe/Chair; False keeps the cluttered scene photos of the category-level part.
     """
 
     seed: int = 0
@@ -78,6 +80,7 @@ class SyntheticConfig:
     jitter: float = 1.0
     deform: float = 1.0
     fg_pose: float = 0.2
+    fg_plain: bool = False
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes) or CLASSES
@@ -132,7 +135,7 @@ def draw_instance(cfg: SyntheticConfig, cls: str, index: int,
     inst = (cfg.seed, _class_code(cls), stream, index)
     parts = SHAPES[cls](_rng(*inst, 0))
     pose = sample_pose(_rng(*inst, 1), 1.0 if stream == 0 else cfg.fg_pose)
-    photo = render_photo(parts, pose, cfg.image_size, _rng(*inst, 2))
+    photo = render_photo(parts, pose, cfg.image_size, _rng(*inst, 2), plain=cfg.fg_plain and stream != 0)
     sketches = [render_sketch(parts, pose, cfg.image_size, _rng(*inst, 3, k), cfg.drop_prob, cfg.jitter,
                               cfg.deform) for k in range(cfg.sketches_per_photo)]
     return photo, sketches

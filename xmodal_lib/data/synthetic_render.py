@@ -73,14 +73,20 @@ def _gradient(side: int, c0: np.ndarray, c1: np.ndarray, angle: float) -> np.nda
     return c0.astype(np.float32) * (1 - t) + c1.astype(np.float32) * t  # (H, W, 3)
 
 
-def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G) -> Image.Image:
-    """RGB photo of an instance: gradient background, clutter, shaded coloured parts, noise."""
+def render_photo(parts: list[Part], pose: np.ndarray, size: int, r: G, plain: bool = False) -> Image.Image:
+    """RGB photo of an instance: gradient background, clutter, shaded coloured parts, noise.
+
+    ``plain=True`` gives a product shot instead (QMUL Shoe/Chair style): a uniform near-white
+    background and no clutter; the object is drawn the same way.
+    """
     side = 2 * size
     c0, c1 = r.uniform(90, 240, 3), r.uniform(90, 240, 3)
+    if plain:  # extra draws only on this path: scene photos stay bit-identical
+        c0 = c1 = np.full(3, r.uniform(235, 255))
     bg = _gradient(side, c0, c1, r.uniform(0, 2 * np.pi))
     img = Image.fromarray(bg.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(int(r.integers(3, 8))):  # background clutter
+    for _ in range(0 if plain else int(r.integers(3, 8))):  # background clutter
         col = tuple(int(v) for v in r.uniform(60, 230, 3))
         x, y = r.uniform(0, side, 2)
         w, h = r.uniform(0.05, 0.3, 2) * side

@@ -29,6 +29,7 @@ __all__ = [
     "XModalTeacher",
     "XModalStudent",
     "StudentPair",
+    "STUDENT_POOLS",
     "vit_overrides",
     "build_teacher",
     "build_students",
@@ -170,17 +171,34 @@ class XModalTeacher(nn.Module):
         return tuple(self.photo_encoder.patch_embed.grid_size)
 
 
-class XModalStudent(nn.Module):
-    """One-modality student: ViT [CLS] -> LayerNorm -> Linear into the teacher's width (not L2-normed)."""
+STUDENT_POOLS = ("cls", "avg", "cls+avg")
 
-    def __init__(self, backbone: nn.Module, out_dim: int):
+
+class XModalStudent(nn.Module):
+    """One-modality student: ViT feature -> LayerNorm -> Linear into the teacher's width (not L2-normed).
+
+    ``pool`` picks the ViT feature: ``"cls"`` (the paper: the final-normed [CLS] token), ``"avg"``
+    (mean of the patch tokens) or ``"cls+avg"`` (their mean). The last two are our additions.
+    """
+
+    def __init__(self, backbone: nn.Module, out_dim: int, pool: str = "cls"):
         super().__init__()
-        self.backbone = backbone
+        if pool not in STUDENT_POOLS:
+            raise ValueError(f"XModalStudent: pool must be one of {STUDENT_POOLS}, got {pool!r}")
+        self.backbone, self.pool = backbone, pool
         self.head = nn.Sequential(nn.LayerNorm(backbone.embed_dim), nn.Linear(backbone.embed_dim, out_dim))
         self.out_dim = out_dim
 
+    def features(self, x: Tensor) -> Tensor:
+        """The pooled ViT feature ``[B, D_s]`` fed to the head."""
+        t = tokens(self.backbone, x)  # (B, P+N, D_s)
+        if self.pool == "cls":
+            return t[:, 0]
+        patches = t[:, getattr(self.backbone, "num_prefix_tokens", 1):].mean(dim=1)  # (B, D_s)
+        return patches if self.pool == "avg" else 0.5 * (t[:, 0] + patches)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(tokens(self.backbone, x)[:, 0])  # (B, D_s) -> (B, out_dim)
+        return self.head(self.features(x))  # (B, D_s) -> (B, out_dim)
 
 
 class StudentPair(nn.Module):
@@ -224,8 +242,9 @@ def build_teacher(backbone: str = "vit_base_patch16_224", pretrained: bool | str
 
 def build_students(backbone: str = "vit_tiny_patch16_224", out_dim: int = 768,
                    pretrained: bool | str = False, img_size: int | None = None,
-                   normalize: bool = False, **vit_kwargs: Any) -> StudentPair:
-    """A photo and a sketch student (separate weights) projecting into ``out_dim``."""
-    ph = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim)
-    sk = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim)
+                   normalize: bool = False, pool: str = "cls", **vit_kwargs: Any) -> StudentPair:
+    """A photo and a sketch student (separate weights) projecting into ``out_dim``; ``pool`` as in
+    :class:`XModalStudent`."""
+    ph = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim, pool)
+    sk = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim, pool)
     return StudentPair(ph, sk, normalize=normalize)
