@@ -377,7 +377,10 @@ def fit(
     check_unused = D.is_distributed() and not cfg.find_unused_parameters
     timings: list[tuple[float, float]] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and main), leave=False)
+    # mininterval + postfix without refresh: at most ~2 redraws per second. A redraw per step floods a
+    # notebook's iopub channel (a widget message each), and nbval then loses the cell's final message.
+    bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and main), leave=False,
+               mininterval=0.5)
     log = open(log_path, "a") if main else open(os.devnull, "w")
     try:
         while step < total:
@@ -420,8 +423,8 @@ def fit(
                        "data_ms": timings[-1][0], "step_ms": timings[-1][1]}
                 result.history.append(row)
                 log.write(json.dumps({"kind": "train", **row}) + "\n")
+                bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=epoch, refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=epoch)
                 if step % cfg.ckpt_every == 0 and b < steps_per_epoch:
                     log.flush()
                     save(b, epoch)

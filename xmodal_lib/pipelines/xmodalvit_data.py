@@ -147,7 +147,8 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
     if train.photos.shape[0] == 0 or test.photos.shape[0] == 0:
         from ..data.index import DataError
 
-        raise DataError(f"{index.name}: needs train and test photos, got {train.photos.shape[0]} / {test.photos.shape[0]}")
+        raise DataError(f"{index.name}: needs train and test photos, "
+                        f"got {train.photos.shape[0]} / {test.photos.shape[0]}")
     with_sk = [p for p, s in enumerate(train.sketches_of()) if s]
     rng = random.Random(cfg.seed)
     rng.shuffle(with_sk)
