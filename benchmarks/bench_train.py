@@ -90,14 +90,22 @@ def paper_sizes() -> dict:
     }
 
 
-def quick_sizes() -> dict:
-    vit = dict(patch_size=8, depth=1, embed_dim=48, num_heads=3)
+def _thin_xmodalvit(img: int, vit: dict, queue: int, student_ti: int, student_s: int) -> dict:
+    """The three XModalViT rows at a scaled-down size: a thin ViT teacher (``vit`` overrides) and
+    students of widths ``student_ti`` / ``student_s`` standing in for ViT-Ti / ViT-S."""
+    t = "vit_tiny_patch16_224"
     return {
-        "xmodalvit_teacher": dict(teacher="vit_tiny_patch16_224", img=32, vit=vit, queue=8),
-        "xmodalvit_students_ti": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=32,
-                                      vit=vit, student_vit=dict(vit, embed_dim=24), queue=8),
-        "xmodalvit_students_s": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=32,
-                                     vit=vit, student_vit=dict(vit, embed_dim=36), queue=8),
+        "xmodalvit_teacher": dict(teacher=t, img=img, vit=vit, queue=queue),
+        "xmodalvit_students_ti": dict(teacher=t, student=t, img=img, vit=vit,
+                                      student_vit=dict(vit, embed_dim=student_ti), queue=queue),
+        "xmodalvit_students_s": dict(teacher=t, student=t, img=img, vit=vit,
+                                     student_vit=dict(vit, embed_dim=student_s), queue=queue),
+    }
+
+
+def quick_sizes() -> dict:
+    return {
+        **_thin_xmodalvit(32, dict(patch_size=8, depth=1, embed_dim=48, num_heads=3), 8, 24, 36),
         "crossatnet": dict(backbone="test_resnet", img=32, output_stride=8, embed_dim=16, attn_dim=8,
                            hash_bits=(16,), classes=6, node_dim=12),
         "zse": dict(zse=dict(img_size=32, patch_size=8, dim=32, depth=1, heads=2, ca_heads=2, ca_ffn=32,
@@ -107,13 +115,8 @@ def quick_sizes() -> dict:
 
 def mid_sizes() -> dict:
     """CPU-affordable but realistic sequence length: 224 px / patch 16 (197 tokens), thin and shallow."""
-    vit = dict(depth=2, embed_dim=192, num_heads=3)
     return {
-        "xmodalvit_teacher": dict(teacher="vit_tiny_patch16_224", img=224, vit=vit, queue=16),
-        "xmodalvit_students_ti": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=224,
-                                      vit=vit, student_vit=dict(vit, embed_dim=96), queue=16),
-        "xmodalvit_students_s": dict(teacher="vit_tiny_patch16_224", student="vit_tiny_patch16_224", img=224,
-                                     vit=vit, student_vit=dict(vit, embed_dim=144), queue=16),
+        **_thin_xmodalvit(224, dict(depth=2, embed_dim=192, num_heads=3), 16, 96, 144),
         "crossatnet": dict(backbone="resnet18", img=224, output_stride=16, embed_dim=64, attn_dim=32,
                            hash_bits=(16, 64), classes=20, node_dim=32),
         "zse": dict(zse=dict(dim=192, depth=2, heads=3, ca_heads=4, ca_ffn=256, rn_dim=64, prune_layers=(1,))),
@@ -340,11 +343,11 @@ def bench_loader(img: int, batch: int, workers: list[int], pins: list[bool], n_b
                                              drop_last=True, persistent_workers=w > 0,
                                              generator=torch.Generator().manual_seed(0))
 
-            def batches():
+            def batches(loader):  # endless: epochs back to back
                 while True:
-                    yield from dl
+                    yield from loader
 
-            it = batches()
+            it = batches(dl)
             t = time.perf_counter()
             next(it)  # worker start-up + first batch
             first = time.perf_counter() - t

@@ -61,13 +61,13 @@ def _one_seed(cfg: xv.XModalViTConfig) -> dict:
             t = time.perf_counter()
             st, r = xv.distil_students(cfg, data, teacher, relational=rel, out_dir=Path(tmp) / name, progress=False)
             timing[f"{name}_s"], steps[name] = round(time.perf_counter() - t, 1), r.steps
-            test[name], val[name] = xv.evaluate(st, data.test, cfg.eval_metric), xv.evaluate(st, data.val)
+            test[name], val[name] = (xv.evaluate(st, s, cfg.eval_metric) for s in (data.test, data.val))
         t = time.perf_counter()
         st, r = xv.train_triplet_baseline(cfg, data, out_dim=teacher.embed_dim, out_dir=Path(tmp) / "b",
                                           progress=False)
         timing["triplet_s"], steps["triplet baseline"] = round(time.perf_counter() - t, 1), r.steps
-        test["triplet baseline"], val["triplet baseline"] = xv.evaluate(st, data.test, cfg.eval_metric), \
-            xv.evaluate(st, data.val)
+        test["triplet baseline"], val["triplet baseline"] = (xv.evaluate(st, s, cfg.eval_metric)
+                                                             for s in (data.test, data.val))
     timing["total_s"] = round(time.perf_counter() - t0, 1)
     sizes = "/".join(str(getattr(data, k).photos.shape[0]) for k in ("train", "val", "test"))
     return {"seed": cfg.seed, "test": test, "val": val, "share": share, "steps": steps, "timing_s": timing,
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _report(a: argparse.Namespace, seeds: list[int], cfg: xv.XModalViTConfig, runs: list[dict], total: float,
             final: bool) -> dict:
-    """Mean over the seeds run so far; table on stdout (final call only) and JSON (every call)."""
+    """Mean over the seeds run so far, as a table on stdout and JSON (after every seed, so an
+    interrupted run keeps what it measured; ``complete`` says whether every seed ran)."""
     rows = _mean_rows([r["test"] for r in runs])
     val = _mean_rows([r["val"] for r in runs])
     n_test, n_q = runs[0]["n_test"], runs[0]["n_queries"]

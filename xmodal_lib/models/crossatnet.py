@@ -38,7 +38,7 @@ switches the attention inside a transformer backbone (timm ``fused_attn``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import timm

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..distributed import gather_cat
 from ..losses.rkd import rkd_angle, rkd_distance
 from ..losses.xaqc import XAQC
+from ..models.backbones import module_device
 from ..models.xmodalvit import (STUDENT_POOLS, StudentPair, XModalTeacher, build_students, build_teacher,
                                 vit_overrides)
 from .xmodalvit_data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
@@ -245,10 +246,6 @@ def embed(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 64,
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
-def _device_of(m: nn.Module) -> torch.device:
-    return next(m.parameters()).device
-
-
 def evaluate(model: StudentPair, split: FGTensors, metric: str = "dot", batch_size: int = 64) -> dict[str, float]:
     """Standard FG-SBIR protocol: every sketch ranks every photo of ``split`` (acc@1/5/10, ranks)."""
     from ..retrieval.metrics import fg_accuracy
@@ -256,7 +253,7 @@ def evaluate(model: StudentPair, split: FGTensors, metric: str = "dot", batch_si
 
     was_training = model.training
     model.eval()
-    dev = _device_of(model)
+    dev = module_device(model)
     g = embed(model.encode_photo, split.photos, batch_size, dev)  # (P, D)
     q = embed(model.encode_sketch, split.sketches, batch_size, dev)  # (S, D)
     model.train(was_training)
@@ -276,7 +273,7 @@ def teacher_pair_retrieval(teacher: XModalTeacher, split: FGTensors, batch_size:
 
     was_training = teacher.training
     teacher.eval()
-    dev = _device_of(teacher)
+    dev = module_device(teacher)
     sk_of = split.sketches_of()
     has = [p for p, s in enumerate(sk_of) if s]
     pos = {p: i for i, p in enumerate(has)}
@@ -392,7 +389,7 @@ def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational:
 
     def step(students: nn.Module, batch: Any) -> dict[str, Tensor]:
         photo, sk_a, sk_b = batch
-        if _device_of(teacher) != photo.device:
+        if module_device(teacher) != photo.device:
             teacher.to(photo.device)
         with torch.no_grad():
             zp_a, zs_a = teacher(photo, sk_a)

@@ -8,11 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..models.backbones import module_device
+
 __all__ = ["xma_attention_grids", "plot_xma_attention", "teacher_modality_share"]
-
-
-def _device_of(m: nn.Module) -> torch.device:
-    return next(m.parameters()).device
 
 
 @torch.no_grad()
@@ -33,7 +31,7 @@ def teacher_modality_share(teacher: nn.Module, photos: Tensor, sketches: Tensor,
         raise ValueError(f"teacher_modality_share: need n >= 2 photos and n sketches, got {n} and {sketches.shape[0]}")
     was_training = teacher.training
     teacher.eval()
-    dev = _device_of(teacher)
+    dev = module_device(teacher)
     pi = photos.repeat_interleave(n, dim=0)  # (n*n, 3, H, W): photo i repeated for every sketch
     sj = sketches.repeat(n, 1, 1, 1)  # (n*n, 3, H, W): sketches cycled
     zp, zs = [], []
@@ -62,7 +60,7 @@ def xma_attention_grids(teacher: nn.Module, photo: Tensor, sketch: Tensor) -> di
     sum to 1 over the patches (the [CLS]/query tokens' share is dropped).
     """
     teacher.eval()
-    dev = _device_of(teacher)
+    dev = module_device(teacher)
     _, _, maps = teacher(photo[None].to(dev), sketch[None].to(dev), return_attention=True)
     h, w = teacher.grid
     out = {}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..models.backbones import module_device
 from ..models.zse import ZSESBIR
 from ..retrieval.metrics import category_metrics, fg_accuracy
 from ..retrieval.search import similarity
@@ -50,10 +51,6 @@ class SACache:
         return self.tokens[idx], self.kept[idx], {k: v[idx] for k, v in self.proj.items()}
 
 
-def _device(model: ZSESBIR) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int = 64,
                 with_proj: bool = True, precision: str = "auto") -> SACache:
@@ -65,7 +62,7 @@ def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int =
     from ..retrieval.embed_cache import resolve_precision
 
     model.eval()
-    dev = _device(model)
+    dev = module_device(model)
     bf16 = resolve_precision(precision, dev) == "bf16"
     toks, kept, proj = [], [], {}
     for i in range(0, images.shape[0], batch_size):
@@ -115,7 +112,7 @@ def scores_rn(model: ZSESBIR, sk: SACache, ph: SACache, block_q: int = 20, block
 def scores_rn_naive(model: ZSESBIR, sketches: Tensor, photos: Tensor, block: int = 20) -> Tensor:
     """The official scheme (reference only): per sketch block, SA of every photo block is recomputed."""
     model.eval()
-    dev = _device(model)
+    dev = module_device(model)
     Q, G = sketches.shape[0], photos.shape[0]
     out = torch.empty(Q, G)
     for i in range(0, Q, block):
