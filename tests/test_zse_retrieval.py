@@ -77,7 +77,7 @@ def test_training_steps_through_shared_loop(tmp_path):
 def test_pipeline_config_presets():
     from xmodal_lib.pipelines.zse import ZSEPipelineConfig
     p = ZSEPipelineConfig.paper("sketchy21")
-    assert p.metrics == ("map@200_strict", "p@200") and p.split == "zeroshot0" and p.dim == 768
+    assert p.metrics == ("map@200_voc", "p@200") and p.split == "zeroshot0" and p.dim == 768
     assert p.model_config().prune_layers == (4, 7, 10)
     assert ZSEPipelineConfig.paper("sketchy25").metrics == ("map_all_voc", "p@100")
     with pytest.raises(ValueError, match="dataset"):

@@ -1,6 +1,6 @@
 """Results JSON written by notebooks and collected by the reproduce runner.
 
-Metric keys follow the retrieval engine's names (``map_all_voc``, ``map@200_strict``,
+Metric keys follow the retrieval engine's names (``map_all_voc``, ``map@200_voc``,
 ``p@100``, ``acc@1`` ...), so every number says which convention produced it.
 """
 from __future__ import annotations

@@ -51,8 +51,10 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
-        if self.profile not in ("smoke", "paper"):
-            raise ValueError(f"CompareConfig.profile: expected 'smoke' or 'paper', got {self.profile!r}")
+        from .. import reported
+
+        if self.setting is not None and self.setting not in reported.SETTINGS:
+            raise ValueError(f"SETTING: expected None or one of {sorted(reported.SETTINGS)}, got {self.setting!r}")
         bad = [m for m in self.methods if m not in ("zse", "crossatnet", "xmodalvit")]
         if bad:
             raise ValueError(f"CompareConfig.methods: unknown {bad}; expected zse, crossatnet, xmodalvit")
@@ -302,10 +304,10 @@ def run_all(cfg: CompareConfig, out_dir: str | Path, index: SBIRIndex | None = N
 def evaluate_runs(runs: Sequence[MethodRun], test: SBIRIndex,
                   metrics: Sequence[str] = ALL_METRICS) -> dict[str, dict[str, float]]:
     """Every metric convention of the engine for every run (same queries, same gallery)."""
-    from ..retrieval.metrics import category_metrics
+    from ..retrieval.ties import fair_category_metrics  # Hamming rows: tie-averaged + bounds
 
     ql, gl = [r.label for r in test.sketches], [r.label for r in test.photos]
-    return {r.name: category_metrics(r.scores, ql, gl, metrics=tuple(metrics), largest=r.largest) for r in runs}
+    return {r.name: fair_category_metrics(r.scores, ql, gl, metrics=tuple(metrics), largest=r.largest) for r in runs}
 
 
 def explorer_galleries(runs: Sequence[MethodRun], test: SBIRIndex,

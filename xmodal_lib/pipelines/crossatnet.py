@@ -28,6 +28,7 @@ from ..losses.crossatnet import (MINING, attention_agreement_loss, bit_balance_l
 from ..models.crossatnet import CrossATNet, CrossATNetConfig
 from ..models.gcn import GCN, build_graph, normalize_adjacency
 from ..retrieval.codes import hamming_distance, pack_bits
+from ..retrieval.ties import tie_robust_metrics
 from ..retrieval.metrics import category_metrics
 from ..semantics import EmbedFn, make_embedder
 from .crossatnet_data import PairDataset, check_seen_only, image_loaders, load_images, load_index
@@ -38,7 +39,7 @@ __all__ = ["CrossATNetRunConfig", "load_index", "check_seen_only", "image_loader
            "save_artifact", "load_artifact", "ARTIFACT"]
 ARTIFACT = "crossatnet_zero_shot"
 
-SKETCHY21_METRICS = ("map_all_voc", "p@100", "map@200_strict", "p@200")
+SKETCHY21_METRICS = ("map_all_voc", "p@100", "map@200_voc", "p@200")  # official mAP@200 = VOC-interpolated
 
 
 @dataclass
@@ -59,6 +60,7 @@ class CrossATNetRunConfig:
     attn_dim: int = 128
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
+    cnn_trainable_blocks: int = 0  # backbone "pretrained_lite0": last CNN stages trained (0 = frozen, cached)
     # semantics / graph CNN
     use_gcn: bool = True
     semantics: str = "minilm"  # "minilm" | "word2vec" | "hashing" (explicit opt-in)
@@ -133,7 +135,8 @@ class CrossATNetRunConfig:
                                 pretrained=self.pretrained, img_size=self.img_size,
                                 output_stride=self.output_stride, embed_dim=self.embed_dim,
                                 attn_dim=self.attn_dim, hash_bits=self.hash_bits,
-                                cross_attention=self.cross_attention)
+                                cross_attention=self.cross_attention,
+                                cnn_trainable_blocks=self.cnn_trainable_blocks)
 
     def train_config(self, **kw: Any):
         """The :class:`xmodal_lib.train.TrainConfig` of this run."""
@@ -367,8 +370,8 @@ def evaluate(net: CrossATNet, emb: Embedded, metrics: Sequence[str] = ("map_all_
             qc = pack_bits(net.codes(q.to(next(net.parameters()).device), b).cpu())
             gc = pack_bits(net.codes(g.to(next(net.parameters()).device), b).cpu())
         dist, t_ham = _timed(lambda: hamming_distance(qc, gc))
-        rows[f"hash{b}"] = {**category_metrics(dist.float(), emb.sketch_labels, emb.photo_labels, metrics,
-                                               largest=False),
+        # Hamming ties: mean over random tie orders + optimistic/pessimistic bounds (retrieval.ties)
+        rows[f"hash{b}"] = {**tie_robust_metrics(dist, emb.sketch_labels, emb.photo_labels, metrics, largest=False),
                             "score_seconds": t_ham, "bytes_per_item": float(gc.shape[1])}
     return rows
 

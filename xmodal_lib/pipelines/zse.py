@@ -42,7 +42,7 @@ __all__ = ["ZSEPipelineConfig", "zse_step", "load_index", "load_images", "train_
 
 _PAPER_SPLITS = {  # dataset key -> (reader kind, split, metrics) (methods_spec.md §3.8-3.9)
     "sketchy25": ("sake", "zeroshot1", ("map_all_voc", "p@100")),
-    "sketchy21": ("sake", "zeroshot0", ("map@200_strict", "p@200")),
+    "sketchy21": ("sake", "zeroshot0", ("map@200_voc", "p@200")),  # official mAP@200 = VOC-interpolated
     "tuberlin": ("sake", "zeroshot", ("map_all_voc", "p@100")),
     "quickdraw": ("sake", "zeroshot", ("map_all_voc", "p@200")),
 }

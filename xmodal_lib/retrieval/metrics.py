@@ -26,9 +26,21 @@ Conventions (methods_spec.md §1.8, §3.9, §4):
   irrelevant items first within a tie, ``"optimistic"`` relevant ones first (bounds for ties).
 * Queries with no relevant gallery item get NaN for every category metric and are excluded from
   the mean (``nanmean``, as the official code does); ``n_valid`` counts the queries that remain.
-* Which paper table uses which name: ZSE-SBIR / SAKE mAP@all = ``map_all_voc``, their mAP@200 =
-  ``map@200_voc``, their Prec@K = ``p@K_minr`` (equal to ``p@K`` when every class has >= K
-  gallery items); Doodle2Search-style mAP@200 = ``map@200_lenient``.
+* Which paper table uses which name (the paper profile's presets use these):
+
+  ====================================  =====================================================
+  official name (ZSE-SBIR / SAKE)       project metric
+  ====================================  =====================================================
+  mAP@all (TU-Berlin, Sketchy-25, QD)   ``map_all_voc``
+  mAP@200 (Sketchy-21, ``zeroshot0``)   ``map@200_voc`` (not ``map@200_strict``: not interpolated)
+  P@100 / P@200                         ``p@K_minr``; equal to ``p@K`` on these splits (every
+                                        unseen class has >= 261 gallery photos)
+  Doodle2Search-style mAP@200           ``map@200_lenient``
+  XModalViT acc@1 / acc@10              :func:`fg_accuracy` ``acc@1`` / ``acc@10``
+  ====================================  =====================================================
+
+* Hamming / integer scores: use :func:`xmodal_lib.retrieval.ties.tie_robust_metrics` (mean over
+  random tie orders with optimistic / pessimistic bounds); a stable sort favours the gallery order.
 * Runs on the device of ``scores`` (torch; on CPU the row sorts use NumPy's SIMD sort), chunked
   over queries so memory is bounded by ``chunk_size x G``; precision sums are float64. How ranks
   are found without ranking every gallery item: :mod:`xmodal_lib.retrieval.ranking`.
