@@ -60,7 +60,6 @@ class CrossATNetRunConfig:
     attn_dim: int = 128
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
-    cnn_trainable_blocks: int = 0  # backbone "pretrained_lite0": last CNN stages trained (0 = frozen, cached)
     # semantics / graph CNN
     use_gcn: bool = True
     semantics: str = "minilm"  # "minilm" | "word2vec" | "hashing" (explicit opt-in)
@@ -135,8 +134,7 @@ class CrossATNetRunConfig:
                                 pretrained=self.pretrained, img_size=self.img_size,
                                 output_stride=self.output_stride, embed_dim=self.embed_dim,
                                 attn_dim=self.attn_dim, hash_bits=self.hash_bits,
-                                cross_attention=self.cross_attention,
-                                cnn_trainable_blocks=self.cnn_trainable_blocks)
+                                cross_attention=self.cross_attention)
 
     def train_config(self, **kw: Any):
         """The :class:`xmodal_lib.train.TrainConfig` of this run."""
