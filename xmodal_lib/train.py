@@ -45,13 +45,22 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept and named in the message."""
 
 
+SCHEDULES = ("constant", "cosine", "official", "exponential")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OFFICIAL_SCHEDULER_EVERY = 10  # XModalViT train_teacher.py steps its CosineAnnealingLR every 10 iterations
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings shared by every method (fields are notebook parameters).
 
-    ``schedule``: ``"constant"``, ``"cosine"`` (over all steps, after warm-up) or
-    ``"exponential"`` (``lr * gamma ** epoch``, as XModalViT's students). ``precision="auto"``
-    means bf16 autocast on CUDA and fp32 on CPU. ``ckpt_every`` counts optimiser steps.
+    ``schedule``: ``"constant"``, ``"cosine"`` (to zero over all steps, after warm-up),
+    ``"official"`` (XModalViT's released teacher schedule: a cosine with T_max = all steps that is
+    only stepped every 10 iterations, so the rate ends at ~97.6 % of its start) or
+    ``"exponential"`` (``lr * gamma ** epoch``, as XModalViT's students). ``precision``: ``"auto"``
+    = bf16 autocast on CUDA and fp32 on CPU; ``"fp32"`` (the official training); ``"bf16"``;
+    ``"fp16"`` (CUDA autocast with a gradient scaler, whose state is not checkpointed).
+    ``ckpt_every`` counts optimiser steps.
 
     ``batch_size`` is the GLOBAL batch; under DDP with W ranks each rank loads ``batch_size / W``
     (must divide). Loader: ``num_workers`` processes, ``pin_memory`` (None = on when training on
@@ -93,10 +102,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"TrainConfig.optimizer: expected 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine", "exponential"):
-            raise ValueError(f"TrainConfig.schedule: expected 'constant', 'cosine' or 'exponential', got {self.schedule!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"TrainConfig.precision: expected 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
         if self.num_workers < 0 or (self.prefetch_factor is not None and self.prefetch_factor < 1):
@@ -170,6 +179,9 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Call
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "cosine":
             t = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        if cfg.schedule == "official":  # cosine over T_max = all steps, advanced once every 10 steps
+            t = ((step - cfg.warmup_steps) // OFFICIAL_SCHEDULER_EVERY) / max(1, total_steps - cfg.warmup_steps)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
         if cfg.schedule == "exponential":
             return cfg.gamma ** (step // max(1, steps_per_epoch))
@@ -281,9 +293,11 @@ def fit(
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    use_bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
-    if cfg.precision == "bf16" and device.type != "cuda":
-        raise ValueError("TrainConfig.precision='bf16' needs a CUDA device; use 'auto' or 'fp32' on CPU")
+    if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
+        raise ValueError(f"TrainConfig.precision={cfg.precision!r} needs a CUDA device; use 'auto' or 'fp32' on CPU")
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision, torch.bfloat16)
+    use_amp = device.type == "cuda" and cfg.precision != "fp32"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp is torch.float16)
     if cfg.batch_size % world:
         raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} is the GLOBAL batch and must be divisible by "
                          f"the number of processes ({world})")
@@ -395,7 +409,7 @@ def fit(
                     break
                 batch = to_device(batch, device, cfg.channels_last)
                 t_step = time.perf_counter()
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                with torch.autocast(device_type=device.type, dtype=amp, enabled=use_amp):
                     out = runner(batch)
                 loss = out["loss"]
                 logged = D.mean_scalars(out, device)
@@ -405,13 +419,15 @@ def fit(
                         f"last good checkpoint: {result.last_checkpoint}. Try a lower lr or grad_clip."
                     )
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
                 if check_unused:
                     _check_all_used(model, trainable)
                     check_unused = False
                 if cfg.grad_clip:
+                    scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                opt.step()
+                scaler.step(opt)  # = opt.step() unless fp16
+                scaler.update()
                 sched.step()
                 if sync_cuda:
                     torch.cuda.synchronize(device)
