@@ -6,6 +6,7 @@ data came from.
 """
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,18 @@ from typing import Iterable
 
 class DataError(ValueError):
     """Bad dataset input: the message names the file or parameter and what was expected."""
+
+
+class DataWarning(UserWarning):
+    """A reader continued past something the user should know about (a counted, explicit note:
+    duplicated rows dropped, which folder layout was detected); never a silent fix."""
+
+
+def data_warning(message: str, notes: list[str] | None = None) -> None:
+    """Emit ``message`` as a :class:`DataWarning` and append it to ``notes`` (an index's notes)."""
+    if notes is not None:
+        notes.append(message)
+    warnings.warn(message, DataWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,8 @@ class SBIRIndex:
         unseen: zero-shot test classes (empty for fine-grained data). For a zero-shot index
             the records of unseen classes have ``split == "test"`` and the others ``"train"``.
         root: dataset root folder, for messages.
+        notes: what the reader told the user while reading (each also a :class:`DataWarning`):
+            detected layout, duplicated rows dropped, ...
     """
 
     name: str
@@ -61,6 +76,7 @@ class SBIRIndex:
     classes: list[str] = field(default_factory=list)
     unseen: list[str] = field(default_factory=list)
     root: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.classes:
@@ -83,6 +99,7 @@ class SBIRIndex:
             classes=list(self.classes),
             unseen=list(self.unseen),
             root=self.root,
+            notes=list(self.notes),
         )
 
     def of_classes(self, classes: Iterable[str]) -> "SBIRIndex":
@@ -98,6 +115,7 @@ class SBIRIndex:
             classes=sorted(keep),
             unseen=[c for c in self.unseen if c in keep],
             root=self.root,
+            notes=list(self.notes),
         )
 
     def counts(self) -> dict[str, int]:

@@ -17,13 +17,21 @@ A list is a sketch list when its name contains ``sketch`` or starts with ``png``
 relative to ``root`` (or to ``split_dir``). Records of ``train`` lists get split ``"train"``,
 those of ``zero`` lists ``"test"``; the unseen classes are those of ``cname_cid_zero.txt``.
 Instance ids are set when a sketch file name ``<photo stem>-<k>`` matches a listed photo.
+
+Consistency checks (each a DataError naming list and line): a file whose class folder names
+another class than its label id; a file listed under two labels or in two lists. An exact
+repeat of a row is dropped with one counted :class:`~.index.DataWarning` per list. Lists are
+UTF-8 (a byte-order mark is accepted).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Iterable
 
-from .index import DataError, Record, SBIRIndex
+from .index import DataError, Record, SBIRIndex, data_warning
 from .splits import read_cname_cid
+from .textio import read_text
 
 
 def _find_split_dir(root: Path) -> Path:
@@ -65,10 +73,54 @@ def _find_lists(split_dir: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
+def _class_key(name: str) -> str:
+    """Loose form of a class name for comparing with folder names (``Alarm clock`` ~ ``alarm_clock``)."""
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+class _ListCheck:
+    """Consistency of the rows of all lists of one split folder: label vs class folder, repeats."""
+
+    def __init__(self, class_names: Iterable[str]) -> None:
+        keys: dict[str, list[str]] = {}
+        for c in class_names:
+            keys.setdefault(_class_key(c), []).append(c)
+        self.folder_class = {k: v[0] for k, v in keys.items() if len(v) == 1}
+        self.first: dict[Path, tuple[str, Path, int]] = {}  # file -> (label, list, line) of its first row
+        self.dropped: dict[Path, list[tuple[int, int]]] = {}  # list -> [(line, first line)] of exact repeats
+        self.notes: list[str] = []
+
+    def row(self, lst: Path, n: int, p: Path, label: str) -> bool:
+        """Check one row; False for an exact repeat (dropped, counted), DataError for a conflict."""
+        prev = self.first.get(p)
+        if prev is None:
+            folder = self.folder_class.get(_class_key(p.parent.name))
+            if folder is not None and _class_key(folder) != _class_key(label):
+                raise DataError(f"{lst}:{n}: {p.name} is labelled {label!r} but lies in the class folder "
+                                f"{p.parent.name!r}; check the label ids against the cname_cid file")
+            self.first[p] = (label, lst, n)
+            return True
+        plabel, plst, pn = prev
+        if plst != lst:
+            raise DataError(f"{lst}:{n}: {p} is listed in both {plst.name} (line {pn}) and {lst.name}; "
+                            "expected each file in one list")
+        if plabel != label:
+            raise DataError(f"{lst}:{n}: {p} listed as {label!r} here and as {plabel!r} at line {pn}; "
+                            "expected one class per file")
+        self.dropped.setdefault(lst, []).append((n, pn))
+        return False
+
+    def report(self) -> None:
+        """One counted :class:`DataWarning` per list with dropped repeats."""
+        for lst, rows in self.dropped.items():
+            eg = ", ".join(f"line {n} repeats line {pn}" for n, pn in rows[:3])
+            data_warning(f"{lst}: {len(rows)} duplicated row(s) dropped ({eg})", self.notes)
+
+
 def _read_list(path: Path, id2name: dict[int, str], root: Path, split_dir: Path,
-               check_files: bool) -> list[tuple[Path, str]]:
+               check_files: bool, check: _ListCheck) -> list[tuple[Path, str]]:
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -84,7 +136,8 @@ def _read_list(path: Path, id2name: dict[int, str], root: Path, split_dir: Path,
             if not alt.is_file():
                 raise DataError(f"{path}:{n}: listed file not on disk: {p}")
             p = alt
-        rows.append((p, id2name[lab]))
+        if check.row(path, n, p, id2name[lab]):
+            rows.append((p, id2name[lab]))
     return rows
 
 
@@ -116,11 +169,13 @@ def read_sake(root: str | Path, split_dir: str | Path | None = None, check_files
         raise DataError(f"{sd}: classes listed both as seen and unseen: {sorted(both)[:10]}")
     lists = _find_lists(sd)
     recs: dict[str, list[Record]] = {"photo": [], "sketch": []}
+    check = _ListCheck([*seen, *unseen])
     for (mod, part), f in lists.items():
         id2name = {v: k for k, v in (seen if part == "train" else unseen).items()}
         split = "train" if part == "train" else "test"
-        for p, label in _read_list(f, id2name, root, sd, check_files):
+        for p, label in _read_list(f, id2name, root, sd, check_files, check):
             recs[mod].append(Record(p, mod, label, "", split))
+    check.report()
     photo_ids = {(r.label, r.path.stem) for r in recs["photo"]}
     photos = [Record(r.path, "photo", r.label, r.path.stem, r.split) for r in recs["photo"]]
     sketches = []
@@ -129,4 +184,5 @@ def read_sake(root: str | Path, split_dir: str | Path | None = None, check_files
         inst = stem if (r.label, stem) in photo_ids else ""
         sketches.append(Record(r.path, "sketch", r.label, inst, r.split))
     return SBIRIndex(name=name or f"{root.name}/{sd.name}", photos=photos, sketches=sketches,
-                     classes=sorted(set(seen) | set(unseen)), unseen=sorted(unseen), root=root)
+                     classes=sorted(set(seen) | set(unseen)), unseen=sorted(unseen), root=root,
+                     notes=check.notes)
