@@ -37,6 +37,9 @@ def test_presets_and_params():
         xv.XModalViTConfig(sketch_target="x")
     with pytest.raises(ValueError, match="PROFILE"):
         xv.XModalViTConfig.from_params({"PROFILE": "huge"})
+    # the paper profile's own parameters (DATASET among them) bind without clashing with a preset
+    p2 = xv.XModalViTConfig.from_params({"PROFILE": "paper", "PAPER_DATASET": "shoev2", "DATASET": "qmul_v2"})
+    assert (p2.profile, p2.dataset) == ("paper", "qmul_v2")
 
 
 def test_dataset_deterministic_and_two_sketches(data):

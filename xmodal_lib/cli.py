@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -134,25 +133,27 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
-    import yaml
+    """``KEY=VALUE`` items read by :func:`xmodal_lib.params.parse_value` (the same reader as
+    ``xmodal reproduce -p``); keys are field names in either case (``lr`` or ``LR``)."""
+    from .params import ConfigError, parse_value
 
     out: dict[str, Any] = {}
     for text in items:
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{flag} {text!r}: expected KEY=VALUE")
-        out[key.strip().lower()] = yaml.safe_load(raw)
+            raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE")
+        out[key.strip().lower()] = parse_value(raw)
     return out
 
 
 def _make_config(cls: type, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    bad = sorted(set(params) - names)
-    if bad:
-        raise ValueError(f"-p {bad}: not fields of {cls.__name__}; expected some of {sorted(names)}")
-    if profile == "smoke":
-        return cls.smoke(**params)
-    return cls.paper(dataset, **params) if dataset else cls.paper(**params)
+    """The preset, then ``-p`` through :func:`xmodal_lib.params.bind` (unknown keys, types, ranges)."""
+    from dataclasses import asdict
+
+    from .params import bind
+
+    preset = cls.smoke() if profile == "smoke" else (cls.paper(dataset) if dataset else cls.paper())
+    return bind(cls, {**asdict(preset), **params}, source=f"xmodal train --profile {profile}")
 
 
 def _rank0_first(fn: Callable[[], Any]) -> Any:

@@ -23,6 +23,7 @@ import yaml
 
 from . import paths
 from .manifest import environment_facts
+from .params import parse_value
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 PROFILES = ("smoke", "paper")
@@ -142,14 +143,7 @@ def parse_override(text: str) -> tuple[str | None, str, Any]:
         raise ValueError(f"-p {text!r}: {key!r} is not a parameter name")
     if raw.strip() in ("None", "none", "null", "~", ""):
         return scope, key, None
-    value = yaml.safe_load(raw)
-    # YAML reads "1e-4" as a string (no dot); accept Python's float syntax too.
-    if isinstance(value, str):
-        try:
-            value = float(value) if re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value) else value
-        except ValueError:
-            pass
-    return scope, key, value
+    return scope, key, parse_value(raw)  # the one value reader of every command line
 
 
 def _check_type(nb: str, key: str, default: Any, value: Any, origin: str) -> Any:
@@ -181,6 +175,19 @@ def _abs_path(key: str, value: Any) -> Any:
         return value
     p = Path(value).expanduser()
     return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
+def check_notebook_params(stem: str, params: Mapping[str, Any]) -> None:
+    """Bind ``params`` to the notebook's method config (:mod:`xmodal_lib.params`): a wrong type or an
+    out-of-range value is refused now, naming the notebook and the parameter, not minutes into the run.
+    Notebooks outside the registry (e.g. a user's own) are not checked beyond their parameters cell."""
+    from .params import NOTEBOOKS, bind, config_class
+
+    if stem not in NOTEBOOKS:
+        return
+    cls = config_class(stem)
+    if cls is not None:
+        bind(cls, params, local=NOTEBOOKS[stem].local, source=f"notebook {stem}")
 
 
 @dataclass
@@ -258,10 +265,16 @@ def plan_run(
     for scope, key, _ in parsed:
         if f"p:{scope}:{key}" not in used:
             names = ", ".join(p.path.name for p in plans)
-            raise ValueError(f"-p {key}: no selected notebook ({names}) has a parameter {key}")
+            if scope is not None and not any(scope in (p.stem, p.path.name[:2], p.path.name[:2].lstrip("0") or "0")
+                                             for p in plans):
+                raise ValueError(f"-p {scope}.{key}: {scope!r} is not one of the selected notebooks ({names})")
+            where = f"notebook {scope}" if scope is not None else f"no selected notebook ({names})"
+            raise ValueError(f"-p {key}: {where} has no parameter {key}")
     for key, value in custom.items():
         if f"file:{key}" not in used:
             raise ValueError(f"{profile_file}: {key!r} matches no parameter or notebook of this run")
+    for plan in plans:  # the configs' own checks (types, ranges) before any notebook starts
+        check_notebook_params(plan.stem, plan.effective)
     return plans
 
 

@@ -51,8 +51,10 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
-        if self.profile not in ("smoke", "paper"):
-            raise ValueError(f"CompareConfig.profile: expected 'smoke' or 'paper', got {self.profile!r}")
+        from .. import reported
+
+        if self.setting is not None and self.setting not in reported.SETTINGS:
+            raise ValueError(f"SETTING: expected None or one of {sorted(reported.SETTINGS)}, got {self.setting!r}")
         bad = [m for m in self.methods if m not in ("zse", "crossatnet", "xmodalvit")]
         if bad:
             raise ValueError(f"CompareConfig.methods: unknown {bad}; expected zse, crossatnet, xmodalvit")

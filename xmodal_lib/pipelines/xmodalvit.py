@@ -175,16 +175,13 @@ class XModalViTConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> "XModalViTConfig":
-        """Preset chosen by ``PROFILE`` (and ``PAPER_DATASET``), overridden by every upper-case
-        notebook parameter whose lower-case name is a field (e.g. ``TEACHER_EPOCHS``)."""
-        names = {f.name for f in fields(cls)}
-        over = {k.lower(): v for k, v in params.items() if k.isupper() and k.lower() in names}
-        profile = over.get("profile", "smoke")
-        if profile == "smoke":
-            return cls.smoke(**over)
-        if profile == "paper":
-            return cls.paper(params.get("PAPER_DATASET", "shoev2"), **over)
-        raise ValueError(f"PROFILE: expected 'smoke' or 'paper', got {profile!r}")
+        """The config from notebook parameters (upper-case field names) through
+        :func:`xmodal_lib.params.bind`; the profile's values arrive as parameters (its YAML file), so
+        ``PROFILE`` only labels the run. ``PAPER_DATASET`` is the notebook's own (informative) key."""
+        from ..params import bind
+
+        return bind(cls, {k: v for k, v in params.items() if k.isupper()}, local=("PAPER_DATASET",),
+                    source="XModalViT parameters")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

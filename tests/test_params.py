@@ -1,0 +1,136 @@
+"""The one binding of notebook parameters to method configs (xmodal_lib.params), and the rules it
+enables: every notebook builds its config from every profile, setup cells stay short, and the
+command lines read values alike."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from xmodal_lib import params as P
+from xmodal_lib.paths import notebooks_dir
+from xmodal_lib.runner import NOTEBOOK_RE, notebook_parameters, parameters_cell, parse_override, plan_run
+
+NB_DIR = notebooks_dir()
+NOTEBOOKS = sorted(p for p in NB_DIR.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))
+PROFILES = sorted(p.name for p in (NB_DIR / "params").iterdir() if p.is_dir())
+
+
+@dataclasses.dataclass
+class _Cfg:
+    lr: float = 1e-3
+    epochs: int = 2
+    name: str = "a"
+    flag: bool = False
+    sizes: tuple[int, ...] = (1, 2)
+    root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs: expected a positive integer, got {self.epochs}")
+
+
+def test_bind_maps_upper_case_names_and_coerces() -> None:
+    c = P.bind(_Cfg, {"LR": 3, "EPOCHS": 5, "SIZES": [4, 5], "ROOT": None, "FLAG": True})
+    assert c == _Cfg(lr=3.0, epochs=5, sizes=(4, 5), root=None, flag=True)
+    assert isinstance(c.lr, float) and isinstance(c.sizes, tuple)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"LRR": 1.0}, "LRR.*not parameters of _Cfg.*LR"),
+    ({"LR": "1e10x"}, "LR: expected a number"),
+    ({"EPOCHS": 2.5}, "EPOCHS: expected an integer"),
+    ({"FLAG": 1}, "FLAG: expected true or false"),
+    ({"SIZES": [1, "b"]}, r"SIZES\[1\]: expected an integer"),
+    ({"NAME": 3}, "NAME: expected a string"),
+    ({"EPOCHS": -1}, "epochs: expected a positive integer, got -1"),
+    ({"PROFILE": "huge"}, "PROFILE.*expected one of .*paper.*smoke"),
+])
+def test_bind_refuses_bad_parameters(params: dict, match: str) -> None:
+    with pytest.raises(P.ConfigError, match=match):
+        P.bind(_Cfg, params, local=() if "PROFILE" not in params else ())
+
+
+def test_parse_value_reads_python_floats_that_yaml_leaves_as_strings() -> None:
+    assert P.parse_value("1e10") == 1e10 and isinstance(P.parse_value("1e10"), float)
+    assert P.parse_value("1e-4") == 1e-4
+    assert P.parse_value("3") == 3 and P.parse_value("true") is True and P.parse_value("null") is None
+    assert P.parse_value("[1, 2]") == [1, 2] and P.parse_value("cosine") == "cosine"
+    assert parse_override("02.TEACHER_LR=1e10") == ("02", "TEACHER_LR", 1e10)
+
+
+def test_registry_covers_every_notebook() -> None:
+    assert sorted(P.NOTEBOOKS) == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_parameter_is_a_field_or_declared_local(path: Path) -> None:
+    cls = P.config_class(path.stem)
+    if cls is None:
+        pytest.skip(f"{path.stem} builds no method config")
+    names = {f.name.upper() for f in dataclasses.fields(cls)}
+    loose = set(notebook_parameters(path)) - names - set(P.NOTEBOOKS[path.stem].local)
+    assert not loose, f"{path.name}: parameters that reach no config field and are not declared local: {loose}"
+    stale = set(P.NOTEBOOKS[path.stem].local) - set(notebook_parameters(path))
+    assert not stale, f"params.NOTEBOOKS[{path.stem!r}].local names no parameter of the notebook: {stale}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_config_builds_from_every_profile(path: Path, profile: str) -> None:
+    """defaults < params/<profile>/<stem>.yaml, bound as the notebook binds them (the paper-profile
+    crash of notebooks 01/02, 'paper() got multiple values for argument dataset', lived here)."""
+    cls = P.config_class(path.stem)
+    if cls is None:
+        pytest.skip(f"{path.stem} builds no method config")
+    values = dict(notebook_parameters(path))
+    f = NB_DIR / "params" / profile / f"{path.stem}.yaml"
+    values.update(yaml.safe_load(f.read_text()) or {} if f.is_file() else {})
+    if "PROFILE" in values:
+        values["PROFILE"] = profile
+    cfg = P.notebook_config(path.stem, values)
+    assert isinstance(cfg, cls)
+    for key, value in values.items():  # every value arrived under its own name
+        if key.lower() in {fl.name for fl in dataclasses.fields(cls)} and value is not None:
+            got = getattr(cfg, key.lower())
+            assert got == (tuple(value) if isinstance(value, list) else value), f"{key}: {got!r} != {value!r}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_runner_plans_every_profile(profile: str) -> None:
+    plans = plan_run(NOTEBOOKS, profile, NB_DIR)
+    assert [p.stem for p in plans] == [p.stem for p in NOTEBOOKS]
+
+
+def test_runner_refuses_out_of_range_value_before_running() -> None:
+    nb = [p for p in NOTEBOOKS if p.stem.startswith("01")]
+    with pytest.raises(ValueError, match="teacher_epochs: expected a positive integer, got -1"):
+        plan_run(nb, "smoke", NB_DIR, overrides=["TEACHER_EPOCHS=-1"])
+    with pytest.raises(ValueError, match=r"-p 99\.SEED: '99' is not one of the selected notebooks"):
+        plan_run(nb, "smoke", NB_DIR, overrides=["99.SEED=1"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_code_cells_are_short_and_bind_through_params(path: Path) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    idx, _ = parameters_cell(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and i != idx:
+            n = len(cell.source.rstrip("\n").split("\n"))
+            assert n <= 15, f"{path.name} cell {i}: {n} lines (code cells other than the parameters cell <= 15)"
+    if P.config_class(path.stem) is not None:
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert f'notebook_config("{path.stem}", globals()' in code, f"{path.name} does not bind via notebook_config"
+
+
+def test_train_cli_reads_values_like_reproduce(tmp_path: Path) -> None:
+    from xmodal_lib.cli import _make_config, _parse_kv
+    from xmodal_lib.pipelines.xmodalvit import XModalViTConfig
+
+    cfg = _make_config(XModalViTConfig, "smoke", None, _parse_kv(["teacher_lr=1e10", "SEED=3"], "-p"))
+    assert cfg.teacher_lr == 1e10 and cfg.seed == 3
+    with pytest.raises(P.ConfigError, match="TEACHER_LR: expected a number, got 'fast'"):
+        _make_config(XModalViTConfig, "smoke", None, _parse_kv(["teacher_lr=fast"], "-p"))
