@@ -157,28 +157,48 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
     return XModalData(train.select_photos(tr_ids), train.select_photos(val_ids), test, index.name)
 
 
+EPOCH_UNITS = ("photos", "classes")
+
+
 class TripletPhotoSketchDataset(Dataset):
     """``ds[i] -> (photo, sketch A, sketch B)`` for the i-th photo having a sketch.
 
     A and B are two different sketches of the photo (the same one twice if it has only one), drawn
     deterministically from ``(seed, epoch, i)`` so a resumed run sees the same items.
+
+    ``epoch_unit="classes"`` is the official Sketchy epoch (methods_spec §1.7): item i is a random
+    photo of class i (class = ``photo_ids`` before ``/``), so one epoch is one photo per class. The
+    official loader keeps the last partial batch (125 classes / 16 = 8 iterations, the last of 13);
+    the shared loop drops partial batches, so the epoch is padded to a multiple of ``batch_size``
+    with classes drawn again at random (8 full batches): "20,000 epochs" = the official 160,000 steps.
     """
 
-    def __init__(self, data: FGTensors, seed: int = 0):
-        self.data, self.seed, self.epoch = data, int(seed), 0
+    def __init__(self, data: FGTensors, seed: int = 0, epoch_unit: str = "photos", batch_size: int = 1):
+        if epoch_unit not in EPOCH_UNITS:
+            raise ValueError(f"epoch_unit: expected one of {EPOCH_UNITS}, got {epoch_unit!r}")
+        self.data, self.seed, self.epoch, self.unit = data, int(seed), 0, epoch_unit
         sk = data.sketches_of()
         self.items = [(p, s) for p, s in enumerate(sk) if s]
         if not self.items:
             raise ValueError("TripletPhotoSketchDataset: no photo has a sketch")
+        by_class: dict[str, list[int]] = {}
+        for j, (p, _) in enumerate(self.items):
+            by_class.setdefault(data.photo_ids[p].split("/")[0], []).append(j)
+        self.classes = [by_class[c] for c in sorted(by_class)]  # item indices per class
+        b = max(1, int(batch_size))
+        self.n_class_items = -(-len(self.classes) // b) * b  # classes rounded up to whole batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) if self.unit == "photos" else self.n_class_items
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        p, sks = self.items[i]
         rng = random.Random((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i)
+        if self.unit == "classes":
+            c = i if i < len(self.classes) else rng.randrange(len(self.classes))
+            i = rng.choice(self.classes[c])
+        p, sks = self.items[i]
         a, b = rng.sample(sks, 2) if len(sks) >= 2 else (sks[0], sks[0])
         return self.data.photos[p], self.data.sketches[a], self.data.sketches[b]
