@@ -3,7 +3,10 @@
 * any PIL mode is accepted; transparency (RGBA, LA, P with alpha) is composited on **white**
   (QMUL sketches are RGBA with a transparent background);
 * sketches can be cropped to their ink bounding box and padded to a square with white,
-  keeping the aspect ratio; photos are resized to ``size`` x ``size``;
+  keeping the aspect ratio; a non-square photo or sketch is resized keeping its aspect and
+  padded with white (``fit="pad"``, the default, so both sides of a pair get the same
+  geometry) or stretched (``fit="stretch"``);
+* 16-bit grey images are scaled by 65535 (a dark image stays dark);
 * stroke-pickle records (``<pickle>#<key>``) are rendered with :mod:`.strokes`;
 * decoding problems (missing, corrupt, truncated, oversized, blank sketch) raise
   :class:`DataError` with the path.
@@ -57,8 +60,8 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return im
 
 
-def to_white_background(im: Image.Image) -> Image.Image:
-    """RGB copy of ``im`` with any transparency composited on white."""
+def to_white_background(im: Image.Image, source: str = "<image>") -> Image.Image:
+    """RGB copy of ``im`` with any transparency composited on white (16-bit grey scaled by 65535)."""
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
@@ -66,8 +69,13 @@ def to_white_background(im: Image.Image) -> Image.Image:
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grey (PNG opens as I;16 or I): full scale is 65535, not the image's own maximum,
+        # so a dark image stays dark
         arr = np.asarray(im, dtype=np.float64)
-        arr = 255.0 * arr / max(float(arr.max()), 1.0)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DataError(f"{source}: {im.mode} image with values in [{arr.min():.0f}, {arr.max():.0f}]; "
+                            "expected 8-bit or 16-bit (0..65535) grey levels")
+        arr = np.round(255.0 * arr / 65535.0)
         return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
     return im.convert("RGB")
 
@@ -103,10 +111,29 @@ def preprocess_sketch_image(im: Image.Image, crop: bool = True, margin: float = 
     Transparency is composited on white; a sketch with no ink raises DataError; with ``crop``
     the result is the ink bounding box padded to a square.
     """
-    gray = to_white_background(im).convert("L")
+    gray = to_white_background(im, source).convert("L")
     if ink_bbox(gray) is None:
         raise DataError(f"{source}: blank sketch (no pixel darker than {INK_THRESHOLD})")
     return crop_to_ink(gray, margin, source=source) if crop else gray
+
+
+#: How a non-square image becomes ``size`` x ``size``: ``"pad"`` keeps the aspect ratio and pads
+#: with white (photos and sketches alike), ``"stretch"`` resizes each side independently.
+FITS: tuple[str, ...] = ("pad", "stretch")
+
+
+def fit_square(im: Image.Image, size: int, resample: int, fit: str = "pad",
+               fill: int | tuple[int, ...] = 255) -> Image.Image:
+    """``im`` resized to ``size`` x ``size`` by ``fit`` (see :data:`FITS`); a square image is
+    simply resized either way."""
+    w, h = im.size
+    if fit == "stretch" or w == h:
+        return im.resize((size, size), resample)
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new(im.mode, (size, size), fill)
+    canvas.paste(im.resize((nw, nh), resample), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,12 +182,19 @@ class ImageLoader:
         augment: random horizontal flip and small scale/shift jitter (off in paper profiles);
             pass ``seed`` to :meth:`load` to make it a deterministic function of the seed.
         max_pixels: decompression-bomb limit.
+        fit: how a non-square image becomes square, the same for photos and sketches:
+            ``"pad"`` (default: aspect kept, white padding) or ``"stretch"`` (each side resized;
+            the behaviour for photos before issue #19). With ``sketch_crop`` the ink box is
+            already padded to a square, so ``"pad"`` gives photos the same aspect-kept geometry.
     """
 
     def __init__(self, size: int, normalize: str = "none", sketch_crop: bool = False,
-                 augment: bool = False, max_pixels: int = MAX_PIXELS) -> None:
+                 augment: bool = False, max_pixels: int = MAX_PIXELS, fit: str = "pad") -> None:
         if size < 8:
             raise ValueError(f"ImageLoader(size=...): expected >= 8, got {size}")
+        if fit not in FITS:
+            raise ValueError(f"ImageLoader(fit=...): expected one of {list(FITS)}, got {fit!r}")
+        self.fit = fit
         if normalize not in _NORMS:
             raise ValueError(f"ImageLoader(normalize=...): expected one of {list(_NORMS)}, got {normalize!r}")
         self.size, self.normalize, self.sketch_crop = size, normalize, sketch_crop
@@ -168,7 +202,7 @@ class ImageLoader:
 
     def __repr__(self) -> str:
         return (f"ImageLoader(size={self.size}, normalize={self.normalize!r}, "
-                f"sketch_crop={self.sketch_crop}, augment={self.augment})")
+                f"sketch_crop={self.sketch_crop}, augment={self.augment}, fit={self.fit!r})")
 
     def pil(self, record: Record, seed: int | None = None) -> Image.Image:
         """Preprocessed RGB PIL image of ``record`` at ``size`` x ``size``."""
@@ -176,10 +210,10 @@ class ImageLoader:
         src = str(record.path)
         if record.modality == "sketch":
             gray = preprocess_sketch_image(im, crop=self.sketch_crop, source=src)
-            out = gray.resize((self.size, self.size), Image.BILINEAR).convert("RGB")
+            out = fit_square(gray, self.size, Image.BILINEAR, self.fit, 255).convert("RGB")
             fill = (255, 255, 255)
         else:
-            out = to_white_background(im).resize((self.size, self.size), Image.BICUBIC)
+            out = fit_square(to_white_background(im, src), self.size, Image.BICUBIC, self.fit, (255, 255, 255))
             fill = (255, 255, 255)
         if self.augment:
             out = self._augment(out, fill, random.Random(seed))
