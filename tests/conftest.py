@@ -20,6 +20,22 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _outputs_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Runs, figures and artefacts of the tests go to a temporary folder, never into the clone."""
+    base = tmp_path_factory.mktemp("xmodal_outputs")
+    keys = ("XMODAL_RUNS", "XMODAL_FIGURES", "XMODAL_ARTIFACTS")
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ.setdefault(k, str(base / k.split("_", 1)[1].lower()))
+    yield base
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root."""
@@ -46,7 +62,8 @@ def shared_path(shared_data: Path) -> Callable[..., Path]:
     def get(*parts: str) -> Path:
         p = shared_data.joinpath(*parts)
         if not p.exists():
-            pytest.skip(f"{Path('../shared/data').joinpath(*parts)} absent")
+            pytest.skip(f"{Path('../shared/data').joinpath(*parts)} absent (set XMODAL_SHARED_DATA to the folder "
+                        "holding the small real datasets)")
         return p
 
     return get

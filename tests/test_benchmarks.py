@@ -135,7 +135,7 @@ def test_shared_data_benchmarks_run_at_tiny_size(script, tmp_path):
     from xmodal_lib.paths import shared_data_dir
 
     if shared_data_dir() is None:
-        pytest.skip("real test data ../shared/data absent")
+        pytest.skip("real test data ../shared/data absent (set XMODAL_SHARED_DATA to point at it)")
     args, written = DATA_RUNS[script]
     out = tmp_path / "r.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

@@ -29,8 +29,11 @@ def cache_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    """Folder every figure is saved into (``XMODAL_FIGURES`` or ``<root>/figures``)."""
-    p = Path(os.environ.get("XMODAL_FIGURES", repo_root() / "figures"))
+    """Folder every figure is saved into: ``XMODAL_FIGURES`` (``xmodal reproduce`` sets it to
+    ``runs/<ts>/figures``), else ``runs/notebooks/figures`` for notebooks opened by hand. The
+    committed ``<root>/figures`` holds the curated reference set and is never written by a run."""
+    env = os.environ.get("XMODAL_FIGURES")
+    p = Path(env) if env else Path(os.environ.get("XMODAL_RUNS", repo_root() / "runs")) / "notebooks" / "figures"
     p.mkdir(parents=True, exist_ok=True)
     return p
 
