@@ -15,10 +15,13 @@ Written under ``root`` (default ``paths.cache_dir()/synthetic/<config hash>/``):
       zeroshot/{photo,sketch}_filelist_{train,zero}.txt   lines ``relative/path label``
     fg/<category>/                          QMUL Shoe-V2/Chair-V2 folder layout (read_qmul_v2)
       trainA/<photo>_<k>.png  trainB/<photo>.png  testA/...  testB/...
-    done.json                               the config, written last (cache marker)
+    done.json                               the config and the content manifest (size + hash of
+                                            every file), written last (cache marker)
 
 Generation happens in a temporary sibling folder that is renamed into place, so a crash
-never leaves a half-written cache that looks complete.
+never leaves a half-written cache that looks complete. Every use checks the files against the
+content manifest (hashes once per process, then sizes and mtimes only): a cache that differs is
+regenerated with a counted :class:`~.index.DataWarning`, or refused when only ``root`` is given.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .index import DataError, SBIRIndex
+from .cache_manifest import build_manifest, differing_files
+from .index import DataError, SBIRIndex, data_warning
 from .synthetic_render import render_photo, render_sketch, sample_pose
 from .synthetic_shapes import SHAPES
 
@@ -44,6 +48,8 @@ GENERATOR_VERSION = 3
 CLASSES: tuple[str, ...] = tuple(sorted(SHAPES))
 UNSEEN: tuple[str, ...] = ("chair", "clock", "kite", "mushroom", "sailboat", "umbrella")
 TX = "tx_000000000000"
+#: Sub-folders covered by the content manifest.
+CONTENT: tuple[str, ...] = ("category", "fg")
 
 
 @dataclass
@@ -190,14 +196,32 @@ def default_root(cfg: SyntheticConfig) -> Path:
 
 
 def is_complete(root: Path, cfg: SyntheticConfig) -> bool:
-    """True when ``root/done.json`` exists and records exactly ``cfg``."""
-    marker = root / "done.json"
-    if not marker.is_file():
-        return False
+    """True when ``root/done.json`` exists, records exactly ``cfg`` and carries a content manifest."""
+    info = _done(root)
+    return info is not None and info.get("config") == cfg.to_dict() and isinstance(info.get("files"), dict)
+
+
+def _done(root: Path) -> dict | None:
     try:
-        return json.loads(marker.read_text()).get("config") == cfg.to_dict()
+        info = json.loads((root / "done.json").read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def tampered_files(root: Path) -> tuple[list[str], int]:
+    """``(files that differ from the content manifest, number of files in it)``; all of ``root``'s
+    files count as differing when it has no readable manifest."""
+    info = _done(root) or {}
+    files = info.get("files")
+    if not isinstance(files, dict):
+        return ["done.json (no content manifest)"], 0
+    return differing_files(root, files, CONTENT), len(files)
+
+
+def _tamper_message(root: Path, bad: list[str], n: int) -> str:
+    eg = ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+    return f"synthetic benchmark {root}: {len(bad)} of {n} files differ from its content manifest ({eg})"
 
 
 def generate(cfg: SyntheticConfig | None = None, root: str | Path | None = None, force: bool = False) -> Path:
@@ -210,7 +234,11 @@ def generate(cfg: SyntheticConfig | None = None, root: str | Path | None = None,
     owned = root is None  # the cache folder is ours to rewrite; a user folder only if generated
     root = Path(root) if root is not None else default_root(cfg)
     if not force and is_complete(root, cfg):
-        return root
+        bad, n = tampered_files(root)
+        if not bad:
+            return root
+        data_warning(_tamper_message(root, bad, n) + "; regenerated")
+        force = True
     if not owned and root.is_dir() and any(root.iterdir()) and not (root / "done.json").is_file():
         raise DataError(f"{root}: folder exists and is not a generated synthetic benchmark "
                         "(no done.json); refusing to overwrite it")
@@ -221,7 +249,7 @@ def generate(cfg: SyntheticConfig | None = None, root: str | Path | None = None,
     _write_category(cfg, tmp / "category")
     _write_fg(cfg, tmp / "fg")
     info = {"config": cfg.to_dict(), "generator_version": GENERATOR_VERSION,
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "seconds": round(time.perf_counter() - t0, 3), "files": build_manifest(tmp, CONTENT)}
     (tmp / "done.json").write_text(json.dumps(info, indent=1))
     if root.exists():
         if not force and is_complete(root, cfg):  # another process finished first
@@ -246,6 +274,16 @@ def _config_of(root: Path) -> SyntheticConfig | None:
         return None
 
 
+def check_generated(root: Path) -> None:
+    """DataError unless ``root`` is a generated benchmark whose files match its content manifest."""
+    if not (root / "done.json").is_file():
+        raise DataError(f"{root}: not a generated synthetic benchmark (done.json missing)")
+    bad, n = tampered_files(root)
+    if bad:
+        raise DataError(_tamper_message(root, bad, n) + "; regenerate it with "
+                        "generate(config, root, force=True)")
+
+
 def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None = None) -> SBIRIndex:
     """Category-level zero-shot index: unseen classes are split 'test'.
 
@@ -256,8 +294,7 @@ def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None =
     if root is None or cfg is not None:
         root = generate(cfg, root)
     root = Path(root)
-    if not (root / "done.json").is_file():
-        raise DataError(f"{root}: not a generated synthetic benchmark (done.json missing)")
+    check_generated(root)
     idx = read_sake(root / "category", split_dir=root / "category" / "zeroshot")
     idx.name = "synthetic"
     return idx
@@ -271,6 +308,7 @@ def open_synthetic_fg(cfg: SyntheticConfig | None = None, root: str | Path | Non
         cfg = cfg or SyntheticConfig.smoke()
         root = generate(cfg, root)
     root = Path(root)
+    check_generated(root)
     cfg = cfg or _config_of(root)
     cats = cfg.fg_categories if cfg is not None else tuple(sorted(p.name for p in (root / "fg").iterdir()))
     category = category or cats[0]
