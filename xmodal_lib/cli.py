@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Reproducible companion to XModalViT, CrossATNet and ZSE-SBIR.",
     )
     ap.add_argument("--version", action="version", version=f"xmodal {__version__}")
+    ap.add_argument("--debug", action="store_true",
+                    help="print the traceback behind an error (also accepted after the command; XMODAL_DEBUG=1)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     rp = sub.add_parser(
@@ -74,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="training folder (checkpoints, metrics.jsonl); default runs/train/<method>_<profile>")
     tr.add_argument("--teacher", type=Path, default=None,
                     help="xmodalvit-students: the teacher's weights (default: notebook 01's artefact)")
-    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    tr.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out "
+                    "(refused when the stored setup differs, naming the fields)")
+    tr.add_argument("--resume-changed", action="store_true",
+                    help="--resume even though the setup changed (e.g. batch_size, lr): a warning names the "
+                         "fields and the new values apply from here on")
     tr.add_argument("--evaluate", action="store_true", help="evaluate on the test split afterwards (rank 0)")
     tr.add_argument("--backend", default="auto", choices=("auto", "nccl", "gloo"),
                     help="process-group backend under torchrun (auto: nccl when training on CUDA)")
@@ -83,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the notebooks and the parameters a profile sets")
     ls.add_argument("--profile", default="smoke")
     ls.add_argument("--notebooks-dir", type=Path, default=None)
+
+    from .official import commands as official_commands  # convert-official, evaluate
+
+    official_commands.add_subparsers(sub)
     return ap
 
 
@@ -124,12 +135,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except NotebookFailed as err:
-        print(f"error: {err} (manifest: {err.run_dir / 'manifest.json'})", file=sys.stderr)
+        from .errors import one_line
+
+        print(f"error: {one_line(err)} (manifest: {err.run_dir / 'manifest.json'})", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return 0  # bad input, other failures and interruptions: main()'s one error surface
 
 
 def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
@@ -214,7 +224,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from . import distributed as D
     from .paths import runs_dir
-    from .train import LOOP_FIELDS, loop_overrides
+    from .checkpoint import ensure_writable_dir
+    from .train import LOOP_FIELDS, allow_changed_setup, loop_overrides
 
     params, loop = _parse_kv(args.param, "-p"), _parse_kv(args.loop, "--loop")
     bad = sorted(set(loop) - set(LOOP_FIELDS))
@@ -232,8 +243,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if D.is_distributed():
         cfg.device = device.type  # "cuda" = this rank's cuda:LOCAL_RANK
     out = args.out or runs_dir() / "train" / f"{args.method}_{args.profile}"
+    if D.is_main_process():  # before any data is read: a folder we cannot write is bad input, found now
+        ensure_writable_dir(out, "--out")
+    args.resume = args.resume or args.resume_changed
     progress = not args.no_progress and D.is_main_process()
-    with loop_overrides(**loop):
+    with loop_overrides(**loop), allow_changed_setup(args.resume_changed):
         res, path, evaluate = _train_method(args, cfg, out, progress)
     main = D.is_main_process()
     if owned:
@@ -251,16 +265,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``xmodal`` console script."""
+    """Entry point of the ``xmodal`` console script: the one error surface of every command.
+
+    Every error ends as one line ``error: ...`` on stderr naming the file or parameter and what was
+    expected; exit status 2 for bad input (:class:`~xmodal_lib.errors.InputError`, ``ValueError``, a
+    file that cannot be opened), 1 for a failure during the work, ``128 + signal`` when interrupted.
+    ``--debug`` (anywhere on the line) or ``XMODAL_DEBUG=1`` also prints the traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("XMODAL_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _dispatch(argv)
+    except (KeyboardInterrupt, Exception) as err:  # noqa: BLE001 - the one place errors become exit codes
+        return _report(err, debug)
+
+
+def _report(err: BaseException, debug: bool) -> int:
+    """Print ``err`` as one line (and the traceback with ``debug``); return the exit status."""
+    import signal
+    import traceback
+
+    from .errors import Interrupted, XModalError, one_line
+
+    if debug:
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+    if isinstance(err, KeyboardInterrupt):
+        signum = err.signum if isinstance(err, Interrupted) else int(signal.SIGINT)
+        where = f"; run folder {err.run_dir} (manifest status interrupted)" if getattr(err, "run_dir", None) else ""
+        print(f"interrupted by {signal.Signals(signum).name}{where}", file=sys.stderr)
+        return 128 + signum
+    hint = "" if debug else " (--debug shows the traceback)"
+    if isinstance(err, ValueError) or (isinstance(err, OSError) and err.filename is not None):
+        text = one_line(err) if not isinstance(err, OSError) else f"{err.filename}: {err.strerror or one_line(err)}"
+        print(f"error: {text}", file=sys.stderr)
+        return 2
+    named = one_line(err) if isinstance(err, XModalError) else f"{type(err).__name__}: {one_line(err)}"
+    print(f"error: {named}{hint}", file=sys.stderr)
+    return 1
+
+
+def _dispatch(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "reproduce":
         return _cmd_reproduce(args)
     if args.command == "train":
-        try:
-            return _cmd_train(args)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        return _cmd_train(args)
     if args.command == "list":
         return _cmd_list(args)
+    if args.command in ("convert-official", "evaluate"):
+        from .official import commands as official_commands
+
+        return official_commands.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

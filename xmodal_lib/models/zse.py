@@ -19,6 +19,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from .hybrid import use_hybrid_embed
 from .zse_ca import CrossAttention
 from .zse_rn import RelationNetwork
 from .zse_sa import SAOutput, SelfAttentionModule, kept_count, select_tokens
@@ -47,6 +48,9 @@ class ZSEConfig:
     rn_tokens: str = "grid"       # "grid" (scatter kept tokens, zeros elsewhere) | "kept"
     rn_raw_view: bool = False     # official raw memory view before the RN conv
     pretrained: bool | str = False
+    patch_embed: str = "pixels"   # "pixels" (paper) | "hybrid_lite0"/"hybrid_lite2": our CNN-cell tokens (models.hybrid)
+    cnn_trainable_blocks: int = 0  # hybrid only: last CNN stages trained (0 = frozen CNN, features cached)
+    ln_eps: float = 1e-6          # SA ViT LayerNorm eps: timm 1e-6 | official code 1e-5 (nn.LayerNorm)
 
     def __post_init__(self) -> None:
         choices = {"stem": ("sketch", "both", "none"), "ca_variant": ("paper", "code"), "rn_tokens": ("grid", "kept")}
@@ -98,7 +102,9 @@ class ZSESBIR(nn.Module):
             img_size=cfg.img_size, patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth,
             heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, stem=cfg.stem,
             keep_rate=cfg.keep_rate, prune_layers=tuple(cfg.prune_layers), pretrained=cfg.pretrained,
+            ln_eps=cfg.ln_eps,
         )
+        use_hybrid_embed(self.sa.vit, cfg.patch_embed, cfg.cnn_trainable_blocks)  # "pixels": unchanged
         self.ca = CrossAttention(cfg.dim, cfg.ca_heads, cfg.ca_ffn, cfg.dropout, cfg.ca_variant)
         n_kept = self.sa.kept_per_layer()[-1]
         self.rn = RelationNetwork(cfg.dim, self.sa.grid, cfg.rn_dim, cfg.rn_tokens, n_kept,

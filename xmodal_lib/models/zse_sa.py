@@ -139,13 +139,17 @@ class SelfAttentionModule(nn.Module):
         keep_rate: r of token selection; 1.0 disables it.
         prune_layers: 1-based layer numbers where tokens are selected (paper 4, 7, 10).
         pretrained: False | True (timm download) | path of a timm-format ViT file (strict).
+        ln_eps: eps of every ViT LayerNorm: timm's 1e-6 (default) or 1e-5, the official code's
+            ``nn.LayerNorm`` default (needed to reproduce the released checkpoint).
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, dim: int = 768, depth: int = 12,
                  heads: int = 12, mlp_ratio: float = 4.0, dropout: float = 0.1, stem: str = "sketch",
                  keep_rate: float = 1.0, prune_layers: tuple[int, ...] = (4, 7, 10),
-                 pretrained: bool | str | Path = False) -> None:
+                 pretrained: bool | str | Path = False, ln_eps: float = 1e-6) -> None:
         super().__init__()
+        if not ln_eps > 0:
+            raise ValueError(f"ln_eps must be > 0, got {ln_eps}")
         if stem not in ("sketch", "both", "none"):
             raise ValueError(f"stem must be 'sketch', 'both' or 'none', got {stem!r}")
         if img_size % patch_size:
@@ -163,6 +167,10 @@ class SelfAttentionModule(nn.Module):
             depth=depth, num_heads=heads, mlp_ratio=mlp_ratio, qkv_bias=True, pos_drop_rate=dropout,
             proj_drop_rate=dropout, num_classes=0, global_pool="token",
         )
+        if ln_eps != 1e-6:  # timm's default; the official ZSE-SBIR ViT uses nn.LayerNorm (1e-5)
+            for m in self.vit.modules():
+                if isinstance(m, nn.LayerNorm):
+                    m.eps = float(ln_eps)
         self.stem = ConvStem(dim, patch_size) if stem != "none" else None
         if pretrained is not False and self.stem is not None:
             warnings.warn("ZSE SA: pretrained ViT weights loaded strictly; the conv tokenizer (stem) "

@@ -56,17 +56,19 @@ def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int =
                 with_proj: bool = True, precision: str = "auto") -> SACache:
     """Run SA once over ``images`` (N, 3, H, W) (and the CA projections) in eval mode.
 
-    ``precision``: ``"auto"`` = bf16 autocast on CUDA, fp32 on CPU (``"bf16"``/``"fp32"`` force it);
+    ``precision``: ``"auto"`` = bf16 autocast on CUDA, fp32 on CPU (``"bf16"``/``"fp32"`` force it;
+    ``"fp16"`` = fp16 autocast, close to the official ``model.half()`` evaluation);
     the cached tensors are stored as float32 so every later scoring pass reads the same values.
     """
     from ..retrieval.embed_cache import resolve_precision
 
     model.eval()
     dev = module_device(model)
-    bf16 = resolve_precision(precision, dev) == "bf16"
+    prec = "fp16" if precision == "fp16" else resolve_precision(precision, dev)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
     toks, kept, proj = [], [], {}
     for i in range(0, images.shape[0], batch_size):
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
             out = model.sa_features(images[i:i + batch_size].to(dev), modality)
             pr = model.ca.project(out.tokens, modality) if with_proj else {}
         toks.append(out.tokens.float())

@@ -1,0 +1,202 @@
+"""Evaluate released checkpoints with the papers' protocols; every number names its convention.
+
+ZSE-SBIR (:func:`evaluate_zse`): the unseen-class test lists of a SAKE-format split
+(``read_sake``); sketches ranked against photos by
+
+* ``ret`` — cosine of the pre-CA [Ret] tokens (the official ``-r sa``: L2 distance of normalised
+  vectors, the same ranking), paper row "Ours-Ret";
+* ``rn`` — exhaustive CA + RN score of every pair (official ``-r rn``, the default), "Ours-RN";
+  SA and the CA projections run once per image (cached), not once per 20 × 20 block;
+* ``rn_rerank`` — our faster approximation: the ``ret`` top-k re-scored by the RN.
+
+Metrics per setting as in the paper: Sketchy-Ext 25 and TU-Berlin-Ext mAP@all + Prec@100,
+Sketchy-Ext 21 mAP@200 + Prec@200, QuickDraw-Ext mAP@all + Prec@200, computed by the metric
+engine under the official conventions (:data:`xmodal_lib.reported.CONVENTIONS`).
+``precision``: ``fp32``; ``bf16`` / ``fp16`` run SA, CA and RN under autocast — the official
+``test.py`` instead casts the whole model to fp16 (``model.half()``), so fp16 here is close to,
+not bit-equal with, the official run. Ties are ranked stably (the official argsort is unstable).
+
+Differences from the official preprocessing (deliberate, ours): sketches are cropped to their
+ink box with a 5 % margin and padded to a square (official: ink ± 10 px, long side resized to 224,
+symmetric white padding); photos are resized to a square with bicubic resampling like the
+official code.
+
+XModalViT (:func:`evaluate_xmodalvit`): the standard FG-SBIR protocol (every test sketch ranks
+all test photos, un-normalised dot product of the students' embeddings, ties count against the
+query), which is what the README's numbers describe; the released ``test.py`` differs (one
+random sketch per photo, batch galleries). Inputs as the official code: resize + [0, 1], no
+normalisation. With a teacher, its fused-embedding pair retrieval is added as a diagnostic
+(no paper number exists for it).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..data.datasets import preload
+from ..data.sake import read_sake
+from ..data.transforms import ImageLoader
+from ..reported import CONVENTIONS, SETTINGS, reported_for
+from ..retrieval.metrics import category_metrics
+from ..train import resolve_device
+
+__all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit", "format_report"]
+
+#: Paper metrics of each category-level setting (ZSE-SBIR Table 1).
+ZSE_METRICS: dict[str, tuple[str, ...]] = {
+    "sketchy_ext_25": ("map_all_voc", "p@100_minr"), "tuberlin_ext_30": ("map_all_voc", "p@100_minr"),
+    "sketchy_ext_21": ("map@200_voc", "p@200_minr"), "quickdraw_ext_30": ("map_all_voc", "p@200_minr"),
+}
+#: (test sketches, test photos) of the full test lists (methods_spec.md §3.8).
+PAPER_SIZES: dict[str, tuple[int, int]] = {"sketchy_ext_25": (15229, 17101), "sketchy_ext_21": (12694, 12553),
+                                           "tuberlin_ext_30": (2400, 27989), "quickdraw_ext_30": (92291, 54151)}
+_ZSE_OURS = {"ret": "zse_ret", "rn": "zse_rn", "rn_rerank": "zse_rn"}
+_FG_CONV = {"acc@5": "FG acc@5: share of sketches whose photo is in the top 5 (no paper number)"}
+#: The names the official code / README print for each engine metric.
+OFFICIAL_NAMES = {"map_all_voc": "mAP@all (map_all)", "p@100_minr": "Prec@100 (precision_100)",
+                  "map@200_voc": "mAP@200 (map_200)", "p@200_minr": "Prec@200 (precision_200)",
+                  "acc@1": "Acc@1", "acc@5": "Acc@5", "acc@10": "Acc@10"}
+
+
+def infer_setting(split: str | Path, n_unseen: int) -> str | None:
+    """Setting key of a split folder: ``zeroshot1`` -> Sketchy-Ext 25, ``zeroshot0`` -> 21; the
+    ``zeroshot`` folder of a TU-Berlin / QuickDraw path by its 30 unseen classes; else None."""
+    p = Path(split)
+    name, full = p.name.lower(), str(p).lower()
+    if name == "zeroshot1":
+        return "sketchy_ext_25"
+    if name == "zeroshot0":
+        return "sketchy_ext_21"
+    if n_unseen == 30 and ("tu" in full and "berlin" in full):
+        return "tuberlin_ext_30"
+    if n_unseen == 30 and "quickdraw" in full:
+        return "quickdraw_ext_30"
+    return None
+
+
+def _amp(dev: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise ValueError(f"precision: expected 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    return torch.autocast(dev.type, dtype=dtype)
+
+
+def _row(metric: str, value: float, ours_key: str, setting: str | None, convention: str | None = None) -> dict:
+    rep = reported_for(ours_key, setting, metric)
+    return {"metric": metric, "official_name": OFFICIAL_NAMES[metric], "value": float(value),
+            "convention": convention or CONVENTIONS[metric],
+            "paper": rep.value if rep else None, "paper_row": rep.label if rep else None}
+
+
+@torch.no_grad()
+def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
+                 modes: Sequence[str] = ("rn",), precision: str = "fp32", device: str = "auto",
+                 batch_size: int = 64, rerank_k: int = 200, setting: str | None = None) -> dict[str, Any]:
+    """ZSE-SBIR zero-shot retrieval on the unseen test lists of ``split`` under ``data_root``."""
+    from ..pipelines.zse_eval import build_cache, scores_ret, scores_rn, scores_rn_rerank
+
+    bad = [m for m in modes if m not in _ZSE_OURS]
+    if bad or not modes:
+        raise ValueError(f"modes: expected some of {list(_ZSE_OURS)}, got {list(modes)}")
+    if setting is not None and setting not in ZSE_METRICS:
+        raise ValueError(f"setting: expected one of {list(ZSE_METRICS)}, got {setting!r}")
+    dev = resolve_device(device)
+    _amp(dev, precision)  # validates precision early
+    index = read_sake(data_root, split_dir=split)
+    test = index.subset("test")
+    setting = setting or infer_setting(split, len(index.unseen))
+    metrics = ZSE_METRICS.get(setting or "", ("map_all_voc", "p@100_minr"))
+    model.to(dev).eval()
+    size = int(model.cfg.img_size)
+    t0 = time.perf_counter()
+    sk = preload(test.sketches, ImageLoader(size, "half", sketch_crop=True), "sketches", progress=False)
+    ph = preload(test.photos, ImageLoader(size, "half"), "photos", progress=False)
+    timing = {"load_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    proj = any(m != "ret" for m in modes)  # CA projections are needed by rn / rn_rerank only
+    sc = build_cache(model, sk, "sketch", batch_size, with_proj=proj, precision=precision)
+    pc = build_cache(model, ph, "photo", batch_size, with_proj=proj, precision=precision)
+    timing["sa_s"] = time.perf_counter() - t0
+    ql, gl = [r.label for r in test.sketches], [r.label for r in test.photos]
+    rows = []
+    for mode in modes:
+        t0 = time.perf_counter()
+        with _amp(dev, precision):
+            if mode == "ret":
+                s = scores_ret(sc, pc)
+            elif mode == "rn":
+                s = scores_rn(model, sc, pc)
+            else:
+                s = scores_rn_rerank(model, sc, pc, rerank_k)
+        timing[f"{mode}_s"] = time.perf_counter() - t0
+        vals = category_metrics(s.float().cpu(), ql, gl, metrics=metrics)
+        rows += [{"mode": mode, **_row(m, vals[m], _ZSE_OURS[mode], setting)} for m in metrics]
+    paper = PAPER_SIZES.get(setting or "")
+    return {"method": "ZSE-SBIR", "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
+            "n_sketches": len(ql), "n_photos": len(gl), "paper_sizes": paper, "precision": precision,
+            "device": str(dev), "rows": rows, "timing": timing,
+            "full_test_set": bool(paper and paper == (len(ql), len(gl)))}
+
+
+@torch.no_grad()
+def evaluate_xmodalvit(photo_student: nn.Module, sketch_student: nn.Module, data_root: str | Path,
+                       dataset: str = "qmul_v2", teacher: nn.Module | None = None, setting: str | None = None,
+                       device: str = "auto", batch_size: int = 64) -> dict[str, Any]:
+    """FG-SBIR acc@1/5/10 of the students on the test split of ``dataset`` (``open_dataset`` kind)."""
+    from ..data import open_dataset
+    from ..models.xmodalvit import StudentPair
+    from ..pipelines.xmodalvit import evaluate, teacher_pair_retrieval
+    from ..pipelines.xmodalvit_data import index_to_tensors
+
+    if setting is not None and setting not in ("shoe_v2", "chair_v2", "sketchy_fg"):
+        raise ValueError(f"setting: expected 'shoe_v2', 'chair_v2' or 'sketchy_fg', got {setting!r}")
+    dev = resolve_device(device)
+    pair = StudentPair(photo_student, sketch_student, normalize=False).to(dev).eval()
+    size = int(photo_student.backbone.patch_embed.img_size[0])
+    t0 = time.perf_counter()
+    test = index_to_tensors(open_dataset(dataset, root=data_root).subset("test"), ImageLoader(size, "none"),
+                            progress=False)
+    timing = {"load_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    acc = evaluate(pair, test, metric="dot", batch_size=batch_size)
+    timing["students_s"] = time.perf_counter() - t0
+    rows = [{"mode": "students", **_row(m, acc[m], "xmodalvit", setting, _FG_CONV.get(m))}
+            for m in ("acc@1", "acc@5", "acc@10")]
+    if teacher is not None:
+        t0 = time.perf_counter()
+        tacc = teacher_pair_retrieval(teacher.to(dev).eval(), test, batch_size)
+        timing["teacher_s"] = time.perf_counter() - t0
+        rows += [{"mode": "teacher", "metric": m, "official_name": "-", "value": float(tacc[m]),
+                  "paper": None, "paper_row": None,
+                  "convention": f"{m} of the teacher's fused z_s (query) vs z_p (gallery) pair retrieval "
+                                "(our diagnostic, no paper number)"} for m in ("acc@1", "acc@10")]
+    return {"method": "XModalViT", "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
+            "n_sketches": int(test.sketches.shape[0]), "n_photos": int(test.photos.shape[0]), "paper_sizes": None,
+            "device": str(dev), "rows": rows, "timing": timing, "full_test_set": None}
+
+
+def format_report(res: dict[str, Any]) -> str:
+    """A plain-text table: mode, metric, our value, the paper's value, the convention."""
+    lines = [f"{res['method']} — setting {res['setting'] or '(none: no paper number to compare)'}: "
+             f"{res['setting_text']}",
+             f"test set: {res['n_sketches']} sketches x {res['n_photos']} photos, device {res['device']}"
+             + (f", precision {res['precision']}" if "precision" in res else "")]
+    if res.get("paper_sizes") and not res.get("full_test_set"):
+        s, p = res["paper_sizes"]
+        lines.append(f"NOTE: the paper's numbers are on the full test lists ({s} sketches x {p} photos); "
+                     "these lists differ, so the numbers are not comparable")
+    lines.append(f"{'mode':<10} {'metric':<12} {'official name':<24} {'ours':>8} {'paper':>8}  convention")
+    for r in res["rows"]:
+        paper = f"{r['paper']:.3f}" if r["paper"] is not None else "–"
+        who = f" [paper row: {r['paper_row']}]" if r["paper_row"] else ""
+        lines.append(f"{r['mode']:<10} {r['metric']:<12} {r['official_name']:<24} {r['value']:>8.4f} {paper:>8}  "
+                     f"{r['convention']}{who}")
+    lines.append("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timing"].items()))
+    return "\n".join(lines)
