@@ -35,6 +35,8 @@ _NORMS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+#: the input normalisations of :class:`ImageLoader` as (mean, std); the one table the library uses
+NORMS = _NORMS
 
 
 def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:

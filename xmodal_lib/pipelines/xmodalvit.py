@@ -2,7 +2,7 @@
 
 Notebooks 01 and 02 call these functions; every field of :class:`XModalViTConfig` is a notebook
 parameter (upper-case in the ``parameters`` cell). Data live in :mod:`.xmodalvit_data`, figures and
-diagnostics in :mod:`.xmodalvit_plots` (both re-exported here). Deliberate differences from the
+diagnostics in :mod:`xmodal_lib.viz.xmodalvit_plots` (both re-exported here). Deliberate differences from the
 official code (methods_spec.md §1.8) are implemented here and in the losses:
 
 1. the students' XAQC key is the teacher's 768-d fused [CLS] embedding (not the sigmoid head);
@@ -33,7 +33,7 @@ from ..models.xmodalvit import (STUDENT_POOLS, StudentPair, XModalTeacher, build
                                 vit_overrides)
 from .xmodalvit_data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
                              load_data, photo_views, standardize_images)
-from .xmodalvit_plots import plot_xma_attention, teacher_modality_share, xma_attention_grids
+from ..viz.xmodalvit_plots import plot_xma_attention, teacher_modality_share, xma_attention_grids
 
 __all__ = [
     "XModalViTConfig", "FGTensors", "XModalData", "TripletPhotoSketchDataset", "load_data", "index_to_tensors",

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import NORMS  # (mean, std) of every input normalisation
+
 Match = tuple[int, int, float]
 
 
@@ -47,14 +49,6 @@ def to_display_image(x: torch.Tensor | np.ndarray, mean: Sequence[float] | None 
         else:
             a = (a - a.min()) / max(float(a.max() - a.min()), 1e-8)
     return np.clip(a, 0.0, 1.0).astype(np.float32)
-
-
-#: input normalisations of :class:`xmodal_lib.data.transforms.ImageLoader` as (mean, std)
-NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
-    "none": None,
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 
 
 def denormalize(x: torch.Tensor | np.ndarray, norm: str | None = None) -> np.ndarray:

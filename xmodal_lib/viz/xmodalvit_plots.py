@@ -1,5 +1,5 @@
 """XModalViT figures and diagnostics: XMA attention over both images, and how much of the teacher's
-fused embedding each modality explains (re-exported by :mod:`xmodal_lib.pipelines.xmodalvit`)."""
+fused embedding each modality explains (re-exported by :mod:`xmodal_lib.pipelines.xmodalvit`; every figure lives in :mod:`xmodal_lib.viz`)."""
 from __future__ import annotations
 
 from typing import Mapping

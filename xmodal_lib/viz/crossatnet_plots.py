@@ -12,9 +12,8 @@ import torch
 from torch import Tensor
 
 from ..models.gcn import cosine_distances
+from .explain import denormalize
 
-_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
 def pca_2d(x: Tensor, basis: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -62,38 +61,48 @@ def plot_class_graph(names: Sequence[str], features: Tensor, adjacency: Tensor,
     return fig
 
 
-def _show(img: Tensor) -> Tensor:
-    return (img.cpu() * _STD + _MEAN).clamp(0, 1).permute(1, 2, 0)  # (H, W, 3)
+def _show(img: Tensor):
+    return denormalize(img, "imagenet")  # (H, W, 3) in [0, 1]; CrossATNet inputs are ImageNet-normalised
 
 
 def plot_attention(sketches: Tensor, photos: Tensor, guided: Tensor, own: Tensor | None = None,
                    titles: Sequence[str] = ()) -> plt.Figure:
     """Rows: examples. Columns: sketch, photo, sketch-guided attention on the photo, the photo's
-    own attention (the retrieval path). Images are ImageNet-normalised [B, 3, H, W]; maps [B, h, w]."""
+    own attention (the retrieval path). Images are ImageNet-normalised [B, 3, H, W]; maps [B, h, w].
+
+    Each map is a softmax over the h*w photo cells; it is drawn as weight x (h*w), i.e. relative to
+    uniform attention (1 = uniform, 2 = twice the uniform share), on one colour scale per row with
+    a colorbar, so the two maps of an example can be compared directly."""
     b = sketches.shape[0]
     cols = 4 if own is not None else 3
-    fig, axes = plt.subplots(b, cols, figsize=(2.2 * cols, 2.2 * b), squeeze=False)
+    fig, axes = plt.subplots(b, cols, figsize=(2.4 * cols, 2.2 * b), squeeze=False)
     size = photos.shape[-2:]
+
+    def up(m: Tensor) -> Tensor:
+        rel = m.float() * m.numel()  # (h, w) weights -> multiples of the uniform weight 1/(h*w)
+        return torch.nn.functional.interpolate(rel[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+
     for r in range(b):
-        up_g = torch.nn.functional.interpolate(guided[r][None, None].float(), size=size, mode="bilinear",
-                                               align_corners=False)[0, 0]
+        maps = [up(guided[r])] + ([up(own[r])] if own is not None else [])
+        vmax = max(float(m.max()) for m in maps)
         panels = [(_show(sketches[r]), None, "sketch (query)"), (_show(photos[r]), None, "photo"),
-                  (_show(photos[r]), up_g, "sketch-guided attention")]
+                  (_show(photos[r]), maps[0], "sketch-guided attention")]
         if own is not None:
-            up_o = torch.nn.functional.interpolate(own[r][None, None].float(), size=size, mode="bilinear",
-                                                   align_corners=False)[0, 0]
-            panels.append((_show(photos[r]), up_o, "photo's own attention"))
+            panels.append((_show(photos[r]), maps[1], "photo's own attention"))
         for c, (img, att, name) in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(img)
             if att is not None:
-                ax.imshow(att, cmap="jet", alpha=0.5)
+                im = ax.imshow(att.cpu(), cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label("x uniform", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=9)
         if titles:
             axes[r, 0].set_ylabel(titles[r], fontsize=8)
+    fig.suptitle("CrossATNet attention on unseen-class photos (weight relative to uniform; red = attended)",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,26 @@
+"""CrossATNet figures: attention maps carry a colorbar on a shared, labelled scale."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import torch  # noqa: E402
+
+from xmodal_lib.viz.crossatnet_plots import plot_attention  # noqa: E402
+
+
+def test_attention_maps_have_colorbars_on_one_scale_per_row() -> None:
+    g = torch.Generator().manual_seed(0)
+    sk, ph = torch.randn(2, 3, 32, 32, generator=g), torch.randn(2, 3, 32, 32, generator=g)
+    guided = torch.softmax(torch.randn(2, 16, generator=g), 1).view(2, 4, 4)
+    own = torch.softmax(3 * torch.randn(2, 16, generator=g), 1).view(2, 4, 4)
+    fig = plot_attention(sk, ph, guided, own)
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "x uniform"]
+    assert len(bars) == 4, [ax.get_ylabel() for ax in fig.axes]
+    for r in range(2):  # both maps of a row share vmax = the larger peak, in multiples of uniform
+        ims = [a.images[-1] for a in fig.axes[: 8][r * 4: r * 4 + 4] if len(a.images) == 2]
+        assert len(ims) == 2
+        vmax = {im.get_clim()[1] for im in ims}
+        assert len(vmax) == 1
+        peak = max(float(guided[r].max()), float(own[r].max())) * 16
+        assert abs(vmax.pop() - peak) < 0.2 * peak  # bilinear upsampling can only lower the peak
