@@ -393,6 +393,9 @@ def run_variant(cfg: CrossATNetRunConfig, index: SBIRIndex, out_dir: str | Path,
                 test_images: tuple[Tensor, Tensor] | None = None,
                 embed_fn: EmbedFn | None = None, progress: bool = False) -> tuple[TrainedCrossATNet, dict]:
     """Train on ``index.subset("train")`` and evaluate on ``index.subset("test")`` (unseen classes)."""
+    if train_images is None or test_images is None:  # decode-check train AND test before training
+        from ..data.preflight import preflight
+        preflight(index, progress=progress)
     t0 = time.perf_counter()
     trained = train(cfg, index.subset("train"), out_dir, embed_fn=embed_fn, progress=progress,
                     images=train_images)

@@ -131,6 +131,7 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
     at ``cfg.image_size`` with ``cfg.input_norm`` (the official code uses none), standardise every
     image if ``cfg.standardize_inputs``, split val photos off the train split (``cfg.val_fraction``)."""
     from ..data import open_dataset
+    from ..data.preflight import preflight
     from ..data.transforms import ImageLoader
 
     kw: dict[str, Any] = {}
@@ -138,6 +139,7 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
         kw = dict(fg_categories=("shoe",), fg_train=cfg.synth_fg_train, fg_test=cfg.synth_fg_test,
                   fg_plain=cfg.synth_fg_plain)
     index = open_dataset(cfg.dataset, root=cfg.data_root, **kw)
+    preflight(index, progress=progress)  # every file decodes, test split included, or one error naming all
     loader = ImageLoader(cfg.image_size, normalize=cfg.input_norm, sketch_crop=False)
     train = index_to_tensors(index.subset("train"), loader, progress)
     test = index_to_tensors(index.subset("test"), loader, progress)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..data.datasets import preload
 from ..data.index import DataError, Record, SBIRIndex
+from ..data.preflight import preflight
 from ..data.transforms import ImageLoader
 from ..distributed import broadcast_object
 from ..losses.zse import zse_loss
@@ -267,6 +268,7 @@ def train_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRInde
     index = index or load_index(cfg)
     if not index.unseen:
         raise DataError(f"{index.name}: no unseen classes; a zero-shot split is needed")
+    preflight(index, progress=progress)  # decode-check train AND test before training
     train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.seed)
     model, res = train_zse(cfg, index.of_classes(train_cls), out_dir,
                            val_index=index.of_classes(val_cls) if val_cls else None, desc=desc,
@@ -299,6 +301,7 @@ def run_fine_grained(cfg: ZSEPipelineConfig, out_dir: str | Path, desc: str = "z
     """Intra-category zero-shot: instance-level training on one category, acc@K on another."""
     train = _fg_index(cfg, cfg.fg_train_category, "train")
     test = _fg_index(cfg, cfg.fg_test_category, "test")
+    preflight([train, test], progress=False)  # decode-check train AND test before training
     model, res = train_zse(cfg, train, out_dir, group="instance", items=cfg.fg_items_per_epoch, desc=desc)
     sk, ph = load_images(test.sketches, cfg, "sketch"), load_images(test.photos, cfg, "photo")
     pos = {r.instance: i for i, r in enumerate(test.photos)}
