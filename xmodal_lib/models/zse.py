@@ -51,6 +51,7 @@ class ZSEConfig:
     patch_embed: str = "pixels"   # "pixels" (paper) | "hybrid_lite0"/"hybrid_lite2": our CNN-cell tokens (models.hybrid)
     cnn_trainable_blocks: int = 0  # hybrid only: last CNN stages trained (0 = frozen CNN, features cached)
     ln_eps: float = 1e-6          # SA ViT LayerNorm eps: timm 1e-6 | official code 1e-5 (nn.LayerNorm)
+    vit_name: str = "vit_base_patch16_224.sam_in1k"  # timm name (pretrained=True): SAM ViT-B/16 ImageNet-1k
 
     def __post_init__(self) -> None:
         choices = {"stem": ("sketch", "both", "none"), "ca_variant": ("paper", "code"), "rn_tokens": ("grid", "kept")}
@@ -102,7 +103,7 @@ class ZSESBIR(nn.Module):
             img_size=cfg.img_size, patch_size=cfg.patch_size, dim=cfg.dim, depth=cfg.depth,
             heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, dropout=cfg.dropout, stem=cfg.stem,
             keep_rate=cfg.keep_rate, prune_layers=tuple(cfg.prune_layers), pretrained=cfg.pretrained,
-            ln_eps=cfg.ln_eps,
+            ln_eps=cfg.ln_eps, vit_name=cfg.vit_name,
         )
         use_hybrid_embed(self.sa.vit, cfg.patch_embed, cfg.cnn_trainable_blocks)  # "pixels": unchanged
         self.ca = CrossAttention(cfg.dim, cfg.ca_heads, cfg.ca_ffn, cfg.dropout, cfg.ca_variant)

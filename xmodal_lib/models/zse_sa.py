@@ -141,12 +141,15 @@ class SelfAttentionModule(nn.Module):
         pretrained: False | True (timm download) | path of a timm-format ViT file (strict).
         ln_eps: eps of every ViT LayerNorm: timm's 1e-6 (default) or 1e-5, the official code's
             ``nn.LayerNorm`` default (needed to reproduce the released checkpoint).
+        vit_name: timm model name; only matters for ``pretrained=True`` (which weights timm
+            fetches): ``vit_base_patch16_224.sam_in1k`` = the released SAM ViT-B/16 on ImageNet-1k.
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, dim: int = 768, depth: int = 12,
                  heads: int = 12, mlp_ratio: float = 4.0, dropout: float = 0.1, stem: str = "sketch",
                  keep_rate: float = 1.0, prune_layers: tuple[int, ...] = (4, 7, 10),
-                 pretrained: bool | str | Path = False, ln_eps: float = 1e-6) -> None:
+                 pretrained: bool | str | Path = False, ln_eps: float = 1e-6,
+                 vit_name: str = "vit_base_patch16_224") -> None:
         super().__init__()
         if not ln_eps > 0:
             raise ValueError(f"ln_eps must be > 0, got {ln_eps}")
@@ -161,7 +164,7 @@ class SelfAttentionModule(nn.Module):
         self.stem_mode, self.keep_rate = stem, float(keep_rate)
         self.prune_layers = tuple(int(l) for l in prune_layers)
         self.grid = img_size // patch_size
-        name = "vit_base_patch16_224"
+        name = vit_name
         self.vit = create_vit(
             name, pretrained=pretrained, img_size=img_size, patch_size=patch_size, embed_dim=dim,
             depth=depth, num_heads=heads, mlp_ratio=mlp_ratio, qkv_bias=True, pos_drop_rate=dropout,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,10 @@ class ZSEPipelineConfig:
     rn_dim: int = 24
     rn_tokens: str = "grid"
     pretrained: Any = False
+    ln_eps: float = 1e-6           # SA LayerNorm eps: timm 1e-6 | official 1e-5 (paper profile)
+    preprocess: str = "ours"       # "ours" (ink < 200 crop, square pad) | "official": released crop (data.official_crop)
+    ts_warmup_epochs: int = 0      # keep_rate < 1: epochs with all tokens before pruning starts (authors: 5-10)
+    precision: str = "auto"        # training autocast: auto (bf16 on CUDA) | fp32 (official) | bf16 | fp16
     # training (§3.7)
     epochs: int = 1
     items_per_epoch: int = 480
@@ -104,6 +108,11 @@ class ZSEPipelineConfig:
             raise ValueError(f"ZSEPipelineConfig.dataset: expected 'synthetic', 'sketchy' or 'sake', got {self.dataset!r}")
         if self.rerank_k < 1 or self.val_classes < 0 or self.items_per_epoch < self.batch_size:
             raise ValueError("ZSEPipelineConfig: need rerank_k >= 1, val_classes >= 0, items_per_epoch >= batch_size")
+        if self.ts_warmup_epochs and self.rn_tokens == "kept":
+            raise ValueError("ZSEPipelineConfig.ts_warmup_epochs needs rn_tokens='grid' (the 'kept' RN is built for the pruned count)")
+        if self.preprocess not in ("ours", "official") or self.ts_warmup_epochs < 0:
+            raise ValueError(f"ZSEPipelineConfig: preprocess 'ours' | 'official' and ts_warmup_epochs >= 0 expected, "
+                             f"got {self.preprocess!r}, {self.ts_warmup_epochs}")
         if self.fg_kind not in ("synthetic_fg", "qmul_v1"):
             raise ValueError(f"ZSEPipelineConfig.fg_kind: expected 'synthetic_fg' or 'qmul_v1', got {self.fg_kind!r}")
         self.model_config()  # validates model fields early
@@ -115,14 +124,21 @@ class ZSEPipelineConfig:
 
     @classmethod
     def paper(cls, dataset: str = "sketchy25", **over: Any) -> "ZSEPipelineConfig":
-        """Official hyper-parameters: ViT-B/16 224 px, batch 15, AdamW lr 1e-5 wd 1e-2, 30 × 10k items."""
+        """Official hyper-parameters: ViT-B/16 224 px, batch 15, AdamW lr 1e-5 wd 1e-2, 30 × 10k items.
+
+        Also official: fp32 training, LayerNorm eps 1e-5, the released sketch crop and photo resize
+        (``preprocess="official"``), SAM ViT-B/16 ImageNet-1k weights (``ZSEConfig.vit_name``), and
+        training on all seen classes for a fixed 30 epochs (``val_classes=0``, the last epoch kept;
+        the official code picks the best epoch on an unseen-class subsample, which we never do;
+        ``val_classes=10`` selects on held-out seen classes but trains on 90 of 100)."""
         if dataset not in _PAPER_SPLITS:
             raise ValueError(f"paper(dataset=...): expected one of {list(_PAPER_SPLITS)}, got {dataset!r}")
         kind, split, metrics = _PAPER_SPLITS[dataset]
         base = dict(profile="paper", dataset=kind, split=split, img_size=224, patch_size=16, dim=768,
                     depth=12, heads=12, prune_layers=(4, 7, 10), ca_heads=8, ca_ffn=1024, rn_dim=512,
                     pretrained=True, epochs=30, items_per_epoch=10000, batch_size=15, lr=1e-5,
-                    weight_decay=1e-2, val_classes=10, metrics=metrics, rerank_k=200,
+                    weight_decay=1e-2, val_classes=0, metrics=metrics, rerank_k=200, ln_eps=1e-5,
+                    preprocess="official", precision="fp32",
                     rerank_ks=(10, 50, 100, 200, 500, 1000), block_q=20, block_g=200, eval_batch=128,
                     fg_items_per_epoch=10000)
         base.update(over)
@@ -133,13 +149,13 @@ class ZSEPipelineConfig:
                          heads=self.heads, dropout=self.dropout, stem=self.stem, keep_rate=self.keep_rate,
                          prune_layers=self.prune_layers, ca_variant=self.ca_variant, ca_heads=self.ca_heads,
                          ca_ffn=self.ca_ffn, rn_dim=self.rn_dim, rn_tokens=self.rn_tokens,
-                         pretrained=self.pretrained)
+                         pretrained=self.pretrained, ln_eps=self.ln_eps)
 
     def train_config(self, items: int | None = None) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
                            lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw",
                            schedule="constant", seed=self.seed, device=self.device,
-                           ckpt_every=10**9, keep_last=1)
+                           ckpt_every=10**9, keep_last=1, precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
@@ -174,6 +190,9 @@ def load_index(cfg: ZSEPipelineConfig) -> SBIRIndex:
 
 def load_images(records: list[Record], cfg: ZSEPipelineConfig, modality: str) -> Tensor:
     """Preprocess ``records`` to (N, 3, S, S) in [-1, 1] (spec §3.2: sketches cropped to their ink)."""
+    if cfg.preprocess == "official":  # released geometry: RGB-sum ink crop, photos stretched (§3.2)
+        from ..data.official_crop import OfficialZSELoader
+        return preload(records, OfficialZSELoader(cfg.img_size), desc=f"load {modality}s", progress=False)
     loader = ImageLoader(cfg.img_size, normalize="half", sketch_crop=(modality == "sketch"))
     return preload(records, loader, desc=f"load {modality}s", progress=False)
 
@@ -218,6 +237,12 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
                 best.update(score=v, state=copy.deepcopy(m.state_dict()))
             return {"val_map_all_voc": v}
 
+    if cfg.ts_warmup_epochs and cfg.keep_rate < 1.0:  # authors' advice (issue #1): all tokens first
+        model.sa.keep_rate = 1.0
+        fit(model, zse_step, ds, replace(cfg.train_config(), epochs=cfg.ts_warmup_epochs, max_steps=None),
+            Path(out_dir) / "ts_warmup", resume=resume, config={"zse": cfg.to_dict(), "stage": "ts_warmup"},
+            desc=f"{desc} warm-up", progress=progress)
+        model.sa.keep_rate = cfg.keep_rate
     res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn, resume=resume,
               config={"zse": cfg.to_dict()}, desc=desc, progress=progress)
     if best["state"] is not None:
