@@ -98,6 +98,15 @@ class MethodRun:
     norm: str | None = None       # the loaders' normalisation ("none" | "half" | "imagenet")
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def score_name(self) -> str:
+        """What ``scores`` holds, in words (figure legends, e.g. the retrieval strips)."""
+        if self.name.startswith("crossatnet_hash"):
+            return f"-Hamming distance ({self.name.removeprefix('crossatnet_hash')} bits)"
+        return {"zse_ret": "cosine of the [Ret] tokens", "zse_rn": "relation-network score",
+                "crossatnet": "cosine similarity", "xmodalvit": "dot product of student embeddings"}.get(
+                    self.name, "similarity score")
+
     def show(self, x: Tensor):
         """Display image(s) in [0, 1] of model inputs ``x`` ((3, H, W) or (N, 3, H, W))."""
         from ..viz.explain import denormalize

@@ -40,11 +40,21 @@ def save_fig(fig: plt.Figure, name: str, out_dir: str | Path | None = None, clos
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: str = "step",
-                title: str = "", ax: plt.Axes | None = None, smooth: int = 1) -> plt.Figure:
+                title: str = "", ax: plt.Axes | None = None, smooth: int = 1, ylabel: str | None = None,
+                separate: bool = False) -> plt.Figure:
     """Line plot of ``keys`` from a list of log rows (e.g. ``TrainResult.history``).
 
-    ``smooth`` > 1 draws a running mean over that many rows on top of the raw values.
-    """
+    ``smooth`` > 1 draws a running mean over that many rows on top of the raw values (faint).
+    ``ylabel`` defaults to "loss" when every key is a loss term, else the keys. ``separate`` draws
+    one panel per key with its own y-scale (terms of very different size stay readable)."""
+    keys = list(keys)
+    if separate and ax is None and len(keys) > 1:
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
+        for a, k in zip(axes, keys):
+            plot_curves(history, [k], x=x, title=k, ax=a, smooth=smooth, ylabel=ylabel)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return fig
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
     else:
@@ -61,20 +71,29 @@ def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: st
 
             kern = np.ones(smooth) / smooth
             ax.plot(xs, ys, color=color, alpha=0.3)
-            ax.plot(xs[smooth - 1:], np.convolve(ys, kern, mode="valid"), color=color, label=k)
+            ax.plot(xs[smooth - 1:], np.convolve(ys, kern, mode="valid"), color=color,
+                    label=f"{k} (running mean of {smooth})")
         else:
             ax.plot(xs, ys, color=color, label=k)
-    ax.set_xlabel(x)
+    lossy = all(("loss" in k or k in _LOSS_TERMS) for k in keys)
+    ax.set_xlabel("optimiser step" if x == "step" else x)
+    ax.set_ylabel(ylabel if ylabel is not None else ("loss" if lossy else ", ".join(keys)))
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=8)
     return fig
 
 
+#: history keys that are loss terms although their name does not say "loss"
+_LOSS_TERMS = frozenset({"xaqc_photo", "xaqc_sketch", "dist", "angle", "triplet", "matching", "semantic",
+                         "attention", "hash", "quant", "balance", "xaqc", "rkd"})
+
+
 def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], title: str = "",
-              chance: Mapping[str, float] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+              chance: Mapping[str, float] | None = None, ax: plt.Axes | None = None,
+              chance_label: str = "chance", ylabel: str = "score") -> plt.Figure:
     """Grouped bars: one group per metric, one bar per row of ``table`` ({row: {metric: value}}).
 
-    ``chance`` draws a dashed line per metric at the chance level.
+    ``chance`` draws a dashed line per metric at the chance level, named once in the legend.
     """
     import numpy as np
 
@@ -90,10 +109,14 @@ def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], 
         bars = ax.bar(xs + i * width - 0.4 + width / 2, vals, width, label=r, color=PALETTE[i % len(PALETTE)])
         ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
     if chance:
+        labelled = False
         for j, m in enumerate(metrics):
             if m in chance:
-                ax.hlines(chance[m], xs[j] - 0.45, xs[j] + 0.45, colors="k", linestyles="--", linewidth=1)
+                ax.hlines(chance[m], xs[j] - 0.45, xs[j] + 0.45, colors="k", linestyles="--", linewidth=1,
+                          label=None if labelled else chance_label)
+                labelled = True
     ax.set_xticks(xs, metrics)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig

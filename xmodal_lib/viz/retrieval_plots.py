@@ -120,9 +120,14 @@ def _frame(ax, colour: str, width: float = 4.0) -> None:
         side.set_visible(True)
 
 
-def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float = 1.15):
-    """Each row: the query sketch, then its top-k photos framed green (correct), red (wrong) or grey."""
+def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float = 1.15,
+                          score_label: str = "score"):
+    """Each row: the query sketch, then its top-k photos framed green (correct), red (wrong) or grey.
+
+    Above each photo: rank, class and (when given) its score, named by ``score_label`` in the legend
+    (e.g. "cosine similarity", "-Hamming distance (64 bits)", "RN relation score")."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     if not rows:
         raise ValueError("rows: expected at least one query")
@@ -150,9 +155,16 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
             ax.set_title(txt, fontsize=6)
         axes[r, 0].set_xticks([])
         axes[r, 0].set_yticks([])
+    handles = [Patch(facecolor="white", edgecolor=CORRECT, linewidth=3, label="same class as the query"),
+               Patch(facecolor="white", edgecolor=WRONG, linewidth=3, label="other class")]
+    if any(c is None for row in rows for c in row.correct):
+        handles.append(Patch(facecolor="white", edgecolor=UNKNOWN, linewidth=3, label="not judged"))
+    caption = "rank, class" + (f", {score_label} (higher = ranked first)" if any(r.scores is not None for r in rows) else "")
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False,
+               title=f"above each photo: {caption}", title_fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08 if len(rows) > 1 else 0.16, 1, 1))
     return fig
 
 
@@ -205,17 +217,18 @@ def table_figure(df, title: str = "", fmt: str = "{:.3f}", max_col_chars: int = 
     cells = [[("–" if (isinstance(v, float) and np.isnan(v)) else (fmt.format(v) if isinstance(v, (float, np.floating))
                else str(v))) for v in row] for row in df.itertuples(index=False)]
     cols = [str(c)[:max_col_chars] for c in df.columns]
-    fig, ax = plt.subplots(figsize=(min(2 + 1.25 * len(cols), 22), 0.8 + 0.32 * (len(df) + 1)))
+    fig, ax = plt.subplots(figsize=(min(2.5 + 1.6 * len(cols), 26), 1.0 + 0.45 * (len(df) + 1)))
     ax.axis("off")
     t = ax.table(cellText=cells, rowLabels=[str(i) for i in df.index], colLabels=cols, loc="center",
                  cellLoc="center")
     t.auto_set_font_size(False)
-    t.set_fontsize(7)
+    t.set_fontsize(10)
+    t.scale(1.0, 1.5)
     for (r, c), cell in t.get_celld().items():
         if r == 0 and c >= 0 and str(df.columns[c]).endswith("(reported)"):
             cell.set_facecolor("#eeeeee")
             cell.get_text().set_style("italic")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=11)
     fig.tight_layout()
     return fig
