@@ -177,7 +177,10 @@ def evaluate_xmodalvit(photo_student: nn.Module, sketch_student: nn.Module, data
                   "paper": None, "paper_row": None,
                   "convention": f"{m} of the teacher's fused z_s (query) vs z_p (gallery) pair retrieval "
                                 "(our diagnostic, no paper number)"} for m in ("acc@1", "acc@10")]
-    return {"method": "XModalViT", "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
+    note = None
+    if setting in ("shoe_v2", "chair_v2") and dataset not in ("qmul_v2", "qmul_v2_pickle"):
+        note = f"the paper's {setting} numbers are on QMUL-V2; this is {dataset!r}, so they are not comparable"
+    return {"method": "XModalViT", "note": note, "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
             "n_sketches": int(test.sketches.shape[0]), "n_photos": int(test.photos.shape[0]), "paper_sizes": None,
             "device": str(dev), "rows": rows, "timing": timing, "full_test_set": None}
 
@@ -192,9 +195,11 @@ def format_report(res: dict[str, Any]) -> str:
         s, p = res["paper_sizes"]
         lines.append(f"NOTE: the paper's numbers are on the full test lists ({s} sketches x {p} photos); "
                      "these lists differ, so the numbers are not comparable")
+    if res.get("note"):
+        lines.append(f"NOTE: {res['note']}")
     lines.append(f"{'mode':<10} {'metric':<12} {'official name':<24} {'ours':>8} {'paper':>8}  convention")
     for r in res["rows"]:
-        paper = f"{r['paper']:.3f}" if r["paper"] is not None else "–"
+        paper = f"{r['paper']:.4f}" if r["paper"] is not None else "–"
         who = f" [paper row: {r['paper_row']}]" if r["paper_row"] else ""
         lines.append(f"{r['mode']:<10} {r['metric']:<12} {r['official_name']:<24} {r['value']:>8.4f} {paper:>8}  "
                      f"{r['convention']}{who}")
