@@ -152,6 +152,24 @@ def test_preflight_decode_checks_train_and_test_before_training(tmp_path: Path) 
     (tmp_path / "c-1.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"2 of 8 images"):
         preflight(idx, progress=False)
+    _sketch(tmp_path / "c-1.png", box=(0, 0, 0, 0))  # valid PNG, no ink: unusable as a sketch
+    with pytest.raises(DataError, match=r"2 of 8 images .*c-1.png \(sketch, train\): blank sketch"):
+        preflight(idx, progress=False)
+
+
+def test_preflight_checks_each_file_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xmodal_lib.data import preflight as pf
+
+    idx = _corrupt_index(tmp_path)
+    _photo(tmp_path / "d.jpg")  # repaired
+    calls: list[Path] = []
+    real = pf.check_record
+    monkeypatch.setattr(pf, "check_record", lambda r: calls.append(r.path) or real(r))
+    assert pf.preflight(idx, progress=False) == 8 and len(calls) == 8
+    assert pf.preflight([idx, idx.subset("test")], progress=False) == 8 and len(calls) == 8  # all cached
+    _photo(tmp_path / "a.jpg", colour=(1, 2, 3))  # rewritten: checked again
+    pf.preflight(idx, progress=False)
+    assert calls[8:] == [tmp_path / "a.jpg"]
 
 
 def test_preflight_runs_before_crossatnet_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,6 +250,16 @@ def test_sketchy_without_tx_level_is_detected_and_noted(tmp_path: Path) -> None:
         idx = open_dataset("sketchy", str(root))  # what notebook 00/03/04 do with DATA_ROOT
     assert idx.counts()["classes"] == 2 and idx.sketches[0].instance == "cat_1"
     assert any("no tx_* level" in n for n in idx.notes)
+    # the notebooks' path: DATA_ROOT -> CrossATNetRunConfig.data_root -> load_index
+    from xmodal_lib.pipelines import crossatnet as cat
+
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "cname_cid.txt").write_text("cat 0\n")
+    (split / "cname_cid_zero.txt").write_text("dog 0\n")
+    with pytest.warns(DataWarning, match=r"no tx_\* level"):
+        zs = cat.load_index(cat.CrossATNetRunConfig(dataset="sketchy", data_root=str(root), split=str(split)))
+    assert zs.unseen == ["dog"] and zs.subset("test").counts()["photos"] == 1
     # an explicit tx that is not there names what was found
     with pytest.raises(DataError, match=r"no photo/tx_000000000001/.*found photo/<class>/ \(2 class folders"):
         open_dataset("sketchy", root, tx="tx_000000000001")
@@ -304,3 +332,18 @@ def test_synthetic_cache_tampered_is_regenerated_with_a_warning(tmp_path: Path, 
     Image.new("RGB", (32, 32), (255, 0, 0)).save(idx2.photos[0].path, quality=90)
     with pytest.raises(DataError, match=r"1 of \d+ files differ from its content manifest"):
         open_synthetic(root=default_root(cfg))
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored landscape with EXIF orientation 6 (rotate 90) is read upright."""
+    from xmodal_lib.data import open_image
+
+    p = tmp_path / "phone.jpg"
+    im = Image.new("RGB", (64, 32), (255, 255, 255))
+    im.paste((0, 0, 0), (0, 0, 16, 32))  # dark band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(p, exif=exif, quality=95)
+    assert open_image(p).size == (32, 64)
+    x = ImageLoader(32, fit="stretch").load(Record(p, "photo", "a", "", "train"))[0]  # (H, W)
+    assert x[:8].mean() < 0.2 and x[-8:].mean() > 0.8  # orientation 6: the left band ends up on top

@@ -40,7 +40,11 @@ NORMS = _NORMS
 
 
 def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image; every failure becomes a DataError naming the file."""
+    """Open and fully decode an image; every failure becomes a DataError naming the file.
+
+    An EXIF orientation tag is applied (a phone photo stored sideways is returned upright; the
+    official SBIR code does not do this, and Sketchy/QMUL files carry no such tag).
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: image file not found")
@@ -53,6 +57,8 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 raise DataError(f"{p}: image is {w}x{h} = {w * h} pixels, more than the limit "
                                 f"{max_pixels} (possible decompression bomb)")
             im.load()
+            if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation (phone photos): stored sideways
+                im = ImageOps.exif_transpose(im)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
