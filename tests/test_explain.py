@@ -156,7 +156,8 @@ def test_figures_draw():
     assert len(fig.axes[0].lines) == 10  # a line and a marker pair per match
     plt.close(fig)
     fig = ex.attention_grid_figure(img, torch.rand(2, 3, G * G + 1), G)
-    assert len(fig.axes) == 2 * (3 + 2)
+    assert len(fig.axes) == 2 * (3 + 2) + 1  # + one colorbar for every heat map (min-max per map)
+    assert "min-max" in fig.axes[-1].get_ylabel()
     plt.close(fig)
     fig = ex.patch_replacement_figure([("correct", img, img, img)])
     assert len(fig.axes) == 3

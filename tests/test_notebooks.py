@@ -136,3 +136,23 @@ def test_notebook_executes_in_smoke_profile(path: Path, nb_run_dirs: dict[str, P
     tail = (proc.stdout + proc.stderr)[-6000:]
     assert proc.returncode == 0, f"{path.name} failed under nbval (smoke profile):\n{tail}"
     assert " passed" in proc.stdout, tail
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+def test_every_smoke_figure_is_a_real_picture_in_the_run_folder(nb_run_dirs: dict[str, Path]) -> None:
+    """Runs after the notebooks (file order): every PNG they wrote lies in the run's figures folder,
+    opens, and is not blank (more than one colour)."""
+    from PIL import Image
+
+    figs = sorted(nb_run_dirs["figures"].glob("*.png"))
+    if not any(p.name.startswith("06_") for p in figs):
+        pytest.skip("the notebook execution tests did not all run in this session (e.g. -k selection)")
+    for p in figs:
+        with Image.open(p) as im:
+            im.load()
+            assert im.width >= 100 and im.height >= 100, f"{p.name}: {im.size}"
+            lo, hi = im.convert("L").getextrema()
+            assert hi - lo > 20, f"{p.name}: blank figure (grey levels {lo}..{hi})"
+    stems = {p.name[:2] for p in figs}
+    assert {"00", "01", "02", "03", "04", "05", "06"} <= stems, f"notebooks without a figure: {sorted(stems)}"

@@ -52,7 +52,10 @@ class CompareConfig:
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
         from .. import reported
+        from ..params import profiles
 
+        if profiles() and self.profile not in profiles():
+            raise ValueError(f"CompareConfig.profile: expected one of {profiles()}, got {self.profile!r}")
         if self.setting is not None and self.setting not in reported.SETTINGS:
             raise ValueError(f"SETTING: expected None or one of {sorted(reported.SETTINGS)}, got {self.setting!r}")
         bad = [m for m in self.methods if m not in ("zse", "crossatnet", "xmodalvit")]

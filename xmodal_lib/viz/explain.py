@@ -150,6 +150,21 @@ def overlay_heatmap(image: np.ndarray | torch.Tensor, heatmap: np.ndarray, alpha
     return np.clip((1 - alpha) * img + alpha * colour, 0, 1).astype(np.float32)
 
 
+def heatmap_colorbar(fig, ax, cmap: str = "jet", label: str = "attention (min-max per map)", lo: float = 0.0,
+                     hi: float = 1.0, ticks: Sequence[str] = ("low", "high")):
+    """A colorbar beside ``ax`` for a heat map drawn with :func:`overlay_heatmap` (or lines coloured
+    by a value in [lo, hi]); with the default ticks it says that the map was min-max scaled."""
+    import matplotlib
+
+    sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(lo, hi), cmap=cmap)
+    cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
+    if ticks:
+        cb.set_ticks([lo, hi], labels=list(ticks))
+    cb.set_label(label, fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    return cb
+
+
 def attention_grid_figure(image: np.ndarray | torch.Tensor, attn: torch.Tensor | np.ndarray, grid: int,
                           layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
                           kept_indices: Sequence[Sequence[int] | None] | None = None,
@@ -190,6 +205,7 @@ def attention_grid_figure(image: np.ndarray | torch.Tensor, attn: torch.Tensor |
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    heatmap_colorbar(fig, list(axes[:, -1]), label="attention (min-max per map)")
     return fig
 
 
@@ -315,8 +331,9 @@ def patch_centres(grid: int, image_size: int | tuple[int, int]) -> np.ndarray:
 
 def draw_correspondences(ax, sketch_img: np.ndarray | torch.Tensor, photo_img: np.ndarray | torch.Tensor,
                          matches: Sequence[Match], grid: int, gap: int = 8, cmap: str = "viridis",
-                         linewidth: float = 1.2) -> None:
-    """Sketch and photo side by side with a line (coloured by similarity) per match."""
+                         linewidth: float = 1.2) -> tuple[float, float]:
+    """Sketch and photo side by side with a line (coloured by similarity) per match; returns the
+    (lowest, highest) similarity that the colour scale spans (for :func:`heatmap_colorbar`)."""
     import matplotlib
 
     sk, ph = to_display_image(sketch_img), to_display_image(photo_img)
@@ -338,6 +355,7 @@ def draw_correspondences(ax, sketch_img: np.ndarray | torch.Tensor, photo_img: n
         ax.plot([x0, x1], [y0, y1], "o", color=col, ms=3)
     ax.set_xticks([])
     ax.set_yticks([])
+    return float(lo), float(hi)
 
 
 def correspondence_figure(sketch_img, photo_img, matches: Sequence[Match], grid: int, title: str = ""):

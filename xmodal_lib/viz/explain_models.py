@@ -110,16 +110,22 @@ def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: ZSEExplanation
     axes["B"].imshow(ex.overlay_heatmap(photo, hp))
     axes["B"].set_title("photo [Ret] attention", fontsize=8)
     mask = ex.ink_mask(sketch, g, ink_threshold)
-    ex.draw_correspondences(axes["C"], sketch, photo, e.correspondences(top_n, mask), g)
-    axes["C"].set_title(f"top-{top_n} token matches (ink patches)", fontsize=8)
+    matches = e.correspondences(top_n, mask)
+    lo, hi = ex.draw_correspondences(axes["C"], sketch, photo, matches, g)
+    shown = f"top-{len(matches)} token matches" if len(matches) == top_n else \
+        f"{len(matches)} token matches ({top_n} asked; only {len(matches)} kept ink tokens)"
+    axes["C"].set_title(f"{shown}: sketch ink patch -> most similar photo token", fontsize=8)
+    ex.heatmap_colorbar(fig, axes["C"], cmap="viridis", label="token cosine (line colour)", lo=lo, hi=hi,
+                        ticks=(f"{lo:.2f}", f"{hi:.2f}"))
     syn = ex.patch_replacement(sketch, photo, e.sketch_tokens, e.photo_tokens, g, ink_threshold, e.kept())
     axes["D"].imshow(syn)
-    axes["D"].set_title("patch replacement", fontsize=8)
+    axes["D"].set_title("patch replacement (ink patches -> matched photo patches)", fontsize=8)
     for ax in axes.values():
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or f"ZSE-SBIR: Ret cosine {e.ret_cosine:.3f}, RN score {e.rn_score:.3f}", fontsize=9)
     fig.tight_layout()
+    ex.heatmap_colorbar(fig, [axes["A"], axes["B"]], label="[Ret] attention (min-max per map)")
     return fig
 
 
@@ -164,6 +170,7 @@ def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[str, A
         ax.set_yticks([])
     fig.suptitle(title or f"XModalViT teacher, fused cosine {e['cosine']:.3f}", fontsize=9)
     fig.tight_layout()
+    ex.heatmap_colorbar(fig, list(axes[:, 1]), label="XMA attention (min-max per map)")
     return fig
 
 
@@ -203,6 +210,7 @@ def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: dict[st
         ax.set_yticks([])
     fig.suptitle(title or f"CrossATNet, cosine {e['cosine']:.3f}", fontsize=9)
     fig.tight_layout()
+    ex.heatmap_colorbar(fig, list(axes[1:]), label="attention (min-max per map)")
     return fig
 
 

@@ -72,7 +72,8 @@ def xma_attention_grids(teacher: nn.Module, photo: Tensor, sketch: Tensor) -> di
 
 
 def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor], title: str = ""):
-    """Photo and sketch with each XMA layer's attention overlaid (rows: layers)."""
+    """Photo and sketch with each XMA layer's attention overlaid (rows: layers), each map drawn
+    relative to uniform attention (1 = every patch the same weight) with its colorbar."""
     import matplotlib.pyplot as plt
 
     k = grids["sketch_to_photo"].shape[0]
@@ -83,8 +84,11 @@ def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor
                                              (sketch, "photo_to_sketch", "photo [CLS] -> sketch"))):
             ax = axes[i, j]
             ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
-            m = F.interpolate(grids[key][i][None, None], size=(size, size), mode="nearest")[0, 0]
-            ax.imshow(m.numpy(), cmap="jet", alpha=0.45)
+            g = grids[key][i]
+            rel = g / g.sum().clamp_min(1e-12) * g.numel()  # (h, w) attention relative to uniform (1 = uniform)
+            m = F.interpolate(rel[None, None], size=(size, size), mode="nearest")[0, 0]
+            im = ax.imshow(m.numpy(), cmap="jet", alpha=0.45, vmin=0.0)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label("x uniform", fontsize=7)
             ax.set_title(f"XMA {i + 1}: {lab}", fontsize=8)
             ax.axis("off")
     if title:
