@@ -11,6 +11,8 @@ Expected layout (``split_dir`` defaults to the single sub-folder holding ``cname
         *sketch*_filelist_train.txt
         *photo*_filelist_zero.txt       (label = id in cname_cid_zero.txt)
         *sketch*_filelist_zero.txt
+                                        (QuickDraw-Extended: sketch_zero.txt, all_photo_zero.txt,
+                                        i.e. *_<part>.txt, read when no *_filelist_<part>.txt exists)
 
 A list is a sketch list when its name contains ``sketch`` or starts with ``png`` (TU-Berlin's
 ``png_ready_filelist``); a photo list when it contains ``photo`` or ``image``. Paths are
@@ -56,7 +58,10 @@ def _modality(name: str) -> str | None:
 def _find_lists(split_dir: Path) -> dict[tuple[str, str], Path]:
     found: dict[tuple[str, str], list[Path]] = {}
     for part in ("train", "zero"):
-        for f in sorted(split_dir.glob(f"*_filelist_{part}.txt")):
+        # SAKE names *_filelist_<part>.txt; QuickDraw-Extended ships sketch_zero.txt / all_photo_zero.txt
+        lists = sorted(split_dir.glob(f"*_filelist_{part}.txt")) or [
+            f for f in sorted(split_dir.glob(f"*_{part}.txt")) if not f.name.startswith("cname_cid")]
+        for f in lists:
             m = _modality(f.name)
             if m is None:
                 raise DataError(f"{f}: cannot tell whether this list holds photos or sketches "
