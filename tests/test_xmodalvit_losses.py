@@ -128,3 +128,19 @@ def test_pairwise_distances_exact_for_duplicate_rows():
     d = pairwise_distances(torch.cat([e, e]))  # row i and row i+5 are identical
     assert d[torch.arange(5), torch.arange(5) + 5].max() < 1e-5
     torch.testing.assert_close(d[:5, :5], torch.cdist(e, e), rtol=1e-5, atol=1e-4)
+
+
+def test_batch_all_triplet_matches_the_loop_and_losses_are_pure():
+    import ast
+    from pathlib import Path
+
+    from xmodal_lib.losses.triplet import batch_all_triplet
+
+    g = torch.Generator().manual_seed(0)
+    s, p = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    ref = [max(0.0, float((s[i] - p[i]).norm() - (s[i] - p[j]).norm() + 0.3)) for i in range(5) for j in range(5) if i != j]
+    assert batch_all_triplet(s, p, 0.3).item() == pytest.approx(sum(ref) / len(ref), rel=1e-5)
+    for f in (Path(__file__).resolve().parents[1] / "xmodal_lib" / "losses").glob("*.py"):
+        mods = [n.module or "" for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.ImportFrom)]
+        bad = [m for m in mods if any(x in m for x in ("distributed", "train", "pipelines", "loader"))]
+        assert not bad, f"{f.name} imports training/distributed code: {bad}"

@@ -1,4 +1,4 @@
-"""Triplet margin losses shared by CrossATNet and ZSE-SBIR."""
+"""Triplet margin losses: CrossATNet, ZSE-SBIR and the XModalViT triplet baseline."""
 from __future__ import annotations
 
 import torch
@@ -34,3 +34,15 @@ def triplet_loss(
     if reduction == "none":
         return loss
     raise ValueError(f"triplet_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def batch_all_triplet(sketch: Tensor, photo: Tensor, margin: float = 0.2) -> Tensor:
+    """Mean hinge over every (sketch i, photo i, photo j != i) of a batch: ``sketch [B, D]`` anchors,
+    ``photo [B, D]`` row-aligned positives, every other photo a negative (Euclidean distances)."""
+    if sketch.shape != photo.shape or sketch.dim() != 2 or sketch.shape[0] < 2:
+        raise ValueError(f"batch_all_triplet: expected two [B >= 2, D] tensors, got {tuple(sketch.shape)} "
+                         f"and {tuple(photo.shape)}")
+    d = torch.cdist(sketch, photo)  # (B, B): sketch i to photo j
+    pos = d.diagonal()[:, None]
+    off = ~torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
+    return torch.clamp(pos - d + margin, min=0.0)[off].mean()

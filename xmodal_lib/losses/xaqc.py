@@ -13,17 +13,17 @@ overflows. Here the enqueue wraps around modulo K, so any batch size is fine (a 
 K keeps its last K keys, exactly as if enqueued one at a time). The queue and pointer are registered buffers, so they are saved in
 checkpoints (pass the module to ``fit(state_modules=...)``).
 
-Under DDP the loss itself is a per-sample mean (DDP's gradient averaging gives the global mean),
-but the enqueue gathers every rank's keys in rank order first, so each rank's queue equals the
-queue a single process would hold after the same global batches.
+Under DDP the loss itself is a per-sample mean (DDP's gradient averaging gives the global mean);
+the training step passes every rank's keys in rank order as ``enqueue_keys``
+(``distributed.gather_cat_nograd``), so each rank's queue equals the queue a single process would
+hold after the same global batches. The loss module itself imports nothing from the training or
+distributed code.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from ..distributed import gather_cat_nograd
 
 __all__ = ["xaqc_loss", "enqueue_wraparound", "XAQC"]
 
@@ -85,11 +85,13 @@ class XAQC(nn.Module):
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.temperature, self.normalize_query = float(temperature), bool(normalize_query)
 
-    def forward(self, q: Tensor, k: Tensor, enqueue: bool = True) -> Tensor:
+    def forward(self, q: Tensor, k: Tensor, enqueue: bool = True, enqueue_keys: Tensor | None = None) -> Tensor:
+        """The loss of ``q`` against ``k`` and the queue; then ``enqueue_keys`` (default ``k``; the
+        step passes the global batch's keys under DDP) are written into the queue."""
         loss = xaqc_loss(q, k, self.queue, self.temperature, self.normalize_query)
-        if enqueue:  # the global batch's keys (identity in a single process)
+        if enqueue:
             queue = self.queue.clone()  # out of place: torch.compile may save the old queue for backward
-            enqueue_wraparound(queue, self.ptr, gather_cat_nograd(k.detach()))
+            enqueue_wraparound(queue, self.ptr, (k if enqueue_keys is None else enqueue_keys).detach())
             self.queue = queue
         return loss
 

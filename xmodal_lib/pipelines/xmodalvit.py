@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..distributed import gather_cat
+from ..distributed import gather_cat, gather_cat_nograd
 from ..losses.rkd import rkd_angle, rkd_distance
+from ..losses.triplet import batch_all_triplet
 from ..losses.xaqc import XAQC
 from ..models.backbones import module_device
 from ..models.xmodalvit import (STUDENT_POOLS, StudentPair, XModalTeacher, build_students, build_teacher,
@@ -324,7 +325,7 @@ def teacher_step(xaqc: XAQC, photo_aug: bool = False) -> Callable[[nn.Module, An
         z_p = model(p_q, sk_a)[0]
         with torch.no_grad():
             z_s = model(p_k, sk_b)[1]
-        loss = xaqc(z_p, z_s)
+        loss = xaqc(z_p, z_s, enqueue_keys=gather_cat_nograd(z_s))  # global batch's keys under DDP
         return {"loss": loss, "xaqc": loss.detach()}
 
     return step
@@ -406,7 +407,8 @@ def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational:
         t_a, t_b = (zs_a, zs_b) if sketch_target == "z_s" else (zp_a, zp_b)
         e_p = students.photo(photo)  # (B, D)
         e_a = students.sketch(sk_a)
-        out = {"xaqc_photo": xaqc_p(e_p, zp_a), "xaqc_sketch": xaqc_s(e_a, t_a)}
+        out = {"xaqc_photo": xaqc_p(e_p, zp_a, enqueue_keys=gather_cat_nograd(zp_a)),  # global keys under DDP
+               "xaqc_sketch": xaqc_s(e_a, t_a, enqueue_keys=gather_cat_nograd(t_a))}
         if relational:
             e_b = students.sketch(sk_b)
             s_p, t_p = torch.cat([e_p, e_p]), torch.cat([zp_a, zp_b])  # (2B, D)
@@ -454,11 +456,7 @@ def triplet_step(margin: float):
         photo, sk_a, _ = batch
         e_p, e_s = students.encode_photo(photo), students.encode_sketch(sk_a)  # (B, D), normalised
         e_p, e_s = gather_cat(e_p), gather_cat(e_s)  # negatives from the global batch under DDP (B*W, D)
-        d = torch.cdist(e_s, e_p)  # (B, B): sketch i to photo j
-        pos = d.diagonal()[:, None]
-        off = ~torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
-        loss = F.relu(pos - d + margin)[off].mean()
-        return {"loss": loss}
+        return {"loss": batch_all_triplet(e_s, e_p, margin)}
 
     return step
 
