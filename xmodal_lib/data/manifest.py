@@ -47,6 +47,7 @@ def read_manifest(path: str | Path, unseen: Sequence[str] = (), check_files: boo
     has_split = "split" in cols
     first_row: dict[tuple[str, ...], int] = {}
     sketch_row: dict[str, tuple[tuple[str, str, str], int]] = {}
+    photo_row: dict[str, int] = {}
     repeats: list[tuple[int, int]] = []
     for row in reader:
         n = reader.line_num
@@ -83,9 +84,10 @@ def read_manifest(path: str | Path, unseen: Sequence[str] = (), check_files: boo
         if "photo" in files:
             prev_p = photos.get(ph)
             if prev_p is not None and (prev_p.label, prev_p.split) != (label, split):
-                raise DataError(f"{path}:{n}: photo {ph} listed with class/split {label}/{split} "
-                                f"and {prev_p.label}/{prev_p.split}")
+                raise DataError(f"{path}:{n}: photo {ph} listed with class/split {label}/{split} here "
+                                f"and {prev_p.label}/{prev_p.split} at line {photo_row[ph]}")
             photos[ph] = Record(files["photo"], "photo", label, inst, split)
+            photo_row.setdefault(ph, n)
         if "sketch" in files:
             sketches.append(Record(files["sketch"], "sketch", label, inst, split))
     notes: list[str] = []
