@@ -24,3 +24,18 @@ def test_attention_maps_have_colorbars_on_one_scale_per_row() -> None:
         assert len(vmax) == 1
         peak = max(float(guided[r].max()), float(own[r].max())) * 16
         assert abs(vmax.pop() - peak) < 0.2 * peak  # bilinear upsampling can only lower the peak
+
+
+def test_attention_agreement_measures_sign_and_reference() -> None:
+    from xmodal_lib.viz.crossatnet_plots import attention_agreement, hash_tradeoff_summary
+
+    g = torch.softmax(torch.randn(3, 16, generator=torch.Generator().manual_seed(1)), 1).view(3, 4, 4)
+    same = attention_agreement(g, g)
+    assert all(abs(r - 1) < 1e-9 for r in same["pearson"]) and max(same["kl"]) < 1e-9 and "agree" in same["summary"]
+    inverse = torch.softmax(-torch.log(g.flatten(1)), 1).view(3, 4, 4)
+    anti = attention_agreement(g, inverse)
+    assert max(anti["pearson"]) < 0 and "anti-correlated" in anti["summary"] and "no closer" in anti["summary"]
+    rows = {"real": {"map_all_voc": 0.3, "score_seconds": 0.001, "bytes_per_item": 256.0},
+            "hash64": {"map_all_voc": 0.25, "score_seconds": 0.02, "bytes_per_item": 8.0}}
+    s = hash_tradeoff_summary(rows)
+    assert "20.0x the real time" in s and "32x less memory" in s

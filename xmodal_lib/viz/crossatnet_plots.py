@@ -122,3 +122,40 @@ def plot_hash_tradeoff(rows: Mapping[str, Mapping[str, float]], metric: str = "m
     fig.tight_layout()
     return fig
 
+
+
+def attention_agreement(guided: Tensor, own: Tensor, eps: float = 1e-8) -> dict:
+    """How far the photo's own attention agrees with the sketch-guided one it is trained towards.
+
+    ``guided``, ``own``: [B, h, w] softmax maps of the same photos. Returns per example the Pearson
+    correlation of the two maps, ``KL(guided || own)`` (the training term) and, as its reference,
+    ``KL(guided || uniform)``, plus a one-line ``summary`` computed from them."""
+    g, o = guided.flatten(1).double(), own.flatten(1).double()  # (B, N)
+    gc, oc = g - g.mean(1, keepdim=True), o - o.mean(1, keepdim=True)
+    r = (gc * oc).sum(1) / (gc.norm(dim=1) * oc.norm(dim=1)).clamp_min(eps)
+    kl = (g.clamp_min(eps) * (g.clamp_min(eps).log() - o.clamp_min(eps).log())).sum(1)
+    kl_u = (g.clamp_min(eps) * (g.clamp_min(eps).log() + torch.log(torch.tensor(float(g.shape[1]))))).sum(1)
+    mean_r = float(r.mean())
+    verdict = ("they agree" if mean_r > 0.3 else
+               "they are anti-correlated: the own map is high where the guided map is low" if mean_r < -0.3 else
+               "they are nearly unrelated")
+    closer = "closer to" if float(kl.mean()) < float(kl_u.mean()) else "no closer to"
+    summary = (f"guided vs own attention over {g.shape[0]} examples: mean Pearson r = {mean_r:+.2f} ({verdict}); "
+               f"KL(guided || own) = {float(kl.mean()):.3f} vs KL(guided || uniform) = {float(kl_u.mean()):.3f}, "
+               f"so the own map is {closer} the guided one than uniform attention is")
+    return {"pearson": r.tolist(), "kl": kl.tolist(), "kl_uniform": kl_u.tolist(), "summary": summary}
+
+
+def hash_tradeoff_summary(rows: Mapping[str, Mapping[str, float]], metric: str = "map_all_voc") -> str:
+    """One computed sentence on the Hamming vs real-valued table of :func:`plot_hash_tradeoff`."""
+    real = rows["real"]
+    parts = []
+    for k, r in rows.items():
+        if not k.startswith("hash"):
+            continue
+        slow = r["score_seconds"] / max(real["score_seconds"], 1e-12)
+        parts.append(f"{k}: {metric} {r[metric]:.3f} vs {real[metric]:.3f} real, scoring {slow:.1f}x the real time, "
+                     f"{real['bytes_per_item'] / r['bytes_per_item']:.0f}x less memory")
+    return ("; ".join(parts) + ". Hashing scores slower here because torch has no popcount kernel: XOR + a "
+            "lookup table over a (Q, G, bytes) buffer is memory-bound, while real-valued scoring is one BLAS "
+            "matrix product; its gain is memory, and speed only with hardware popcount (e.g. a binary index).")
