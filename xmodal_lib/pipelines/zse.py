@@ -79,6 +79,8 @@ class ZSEPipelineConfig:
     preprocess: str = "ours"       # "ours" (ink < 200 crop, square pad) | "official": released crop (data.official_crop)
     ts_warmup_epochs: int = 0      # keep_rate < 1: epochs with all tokens before pruning starts (authors: 5-10)
     precision: str = "auto"        # training autocast: auto (bf16 on CUDA) | fp32 (official) | bf16 | fp16
+    patch_embed: str = "pixels"    # "pixels" (paper) | "hybrid_lite0": ImageNet CNN cells as tokens (our option)
+    cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
     # training (§3.7)
     epochs: int = 1
     items_per_epoch: int = 480
@@ -149,7 +151,8 @@ class ZSEPipelineConfig:
                          heads=self.heads, dropout=self.dropout, stem=self.stem, keep_rate=self.keep_rate,
                          prune_layers=self.prune_layers, ca_variant=self.ca_variant, ca_heads=self.ca_heads,
                          ca_ffn=self.ca_ffn, rn_dim=self.rn_dim, rn_tokens=self.rn_tokens,
-                         pretrained=self.pretrained, ln_eps=self.ln_eps)
+                         pretrained=self.pretrained, ln_eps=self.ln_eps, patch_embed=self.patch_embed,
+                         cnn_trainable_blocks=self.cnn_trainable_blocks)
 
     def train_config(self, items: int | None = None) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,

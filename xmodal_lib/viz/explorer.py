@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..retrieval.sanity import check_query_dependent
 from . import explain as ex
 from .explain_models import (METHODS, ZSEExplanation, _batch, _device, crossatnet_explain,
                              crossatnet_pair_figure, explain_pair, xmodal_explain, xmodal_pair_figure,
@@ -53,6 +54,7 @@ class ExplorerGallery:
     query_images: torch.Tensor | None = None  # (Q, 3, H, W) query sketches in this method's preprocessing
     sketch_loader: Any = None                 # ImageLoader for drawings (this method's sketch path)
     norm: str | None = None                   # input normalisation ("none" | "half" | "imagenet") for display
+    _history: dict = field(default_factory=dict, init=False, repr=False)  # k -> {query bytes: top-k}
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -77,7 +79,11 @@ class ExplorerGallery:
         self.model.eval()
         q = self.model.encode_sketch(_batch(sketch, self.model)).cpu()  # (1, D)
         k = max(1, min(int(k), len(self.images)))
-        return topk(q[0], self.ensure_embeddings(), k, metric=self.metric)
+        scores, idx = topk(q[0], self.ensure_embeddings(), k, metric=self.metric)
+        seen = self._history.setdefault(k, {})
+        seen[sketch.detach().cpu().numpy().tobytes()] = tuple(idx.tolist())
+        check_query_dependent(list(seen.values()), where=f"explorer ({self.method})")  # warns if all the same
+        return scores, idx
 
 
 def search_and_show(query_sketch: torch.Tensor, gallery: ExplorerGallery, k: int = 10,

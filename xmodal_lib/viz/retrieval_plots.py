@@ -14,6 +14,7 @@ import torch
 
 from .. import reported as rep
 from ..retrieval import metrics as M
+from ..retrieval.sanity import check_query_dependent
 from .explain import to_display_image
 
 CORRECT, WRONG, UNKNOWN = "#1a9850", "#d73027", "#999999"
@@ -99,6 +100,7 @@ class StripRow:
     result_labels: Sequence[str] | None = None
     scores: Sequence[float] | None = None
     title: str = ""
+    indices: Sequence[int] | None = None  # gallery indices of ``results`` (for the query-dependence check)
 
 
 def strip_row(query, query_label: str, gallery_images: torch.Tensor, gallery_labels: Sequence[str],
@@ -110,7 +112,7 @@ def strip_row(query, query_label: str, gallery_images: torch.Tensor, gallery_lab
     ok = [lab == str(query_label) for lab in labels] if correct is None else \
         [None if c is None else bool(c) for c in correct]
     return StripRow(query, [gallery_images[i] for i in idx], ok, str(query_label), labels,
-                    None if scores is None else [float(s) for s in scores], title)
+                    None if scores is None else [float(s) for s in scores], title, idx)
 
 
 def _frame(ax, colour: str, width: float = 4.0) -> None:
@@ -131,6 +133,8 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
 
     if not rows:
         raise ValueError("rows: expected at least one query")
+    if all(r.indices is not None for r in rows):  # warns when every query shows the same photos
+        check_query_dependent([r.indices for r in rows], where=f"retrieval strips {title!r}".strip())
     k = max(len(r.results) for r in rows)
     fig, axes = plt.subplots(len(rows), k + 1, figsize=(cell * (k + 1), cell * 1.25 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
