@@ -100,6 +100,8 @@ class XModalViTConfig:
     teacher_epochs: int = 45
     teacher_max_steps: int | None = None
     teacher_photo_aug: bool = True
+    patch_embed: str = "pixels"  # teacher and students: "pixels" (paper) | "hybrid_lite0" ImageNet CNN-cell tokens (ours)
+    cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
     # students
     student_backbone: str = "vit_tiny_patch16_224"
     student_pretrained: Any = False
@@ -201,11 +203,15 @@ class XModalViTConfig:
     def teacher_kwargs(self) -> dict[str, Any]:
         return dict(backbone=self.teacher_backbone, pretrained=self.teacher_pretrained,
                     img_size=self.image_size, xma_depth=self.xma_depth, xma_heads=self.xma_heads,
+                    patch_embed=self.patch_embed, cnn_trainable_blocks=self.cnn_trainable_blocks,
+                    input_norm=self.input_norm,
                     **vit_overrides(self.teacher_patch_size, self.teacher_depth,
                                     self.teacher_embed_dim, self.teacher_num_heads))
 
     def student_kwargs(self) -> dict[str, Any]:
         return dict(backbone=self.student_backbone, pretrained=self.student_pretrained, pool=self.student_pool,
+                    patch_embed=self.patch_embed, cnn_trainable_blocks=self.cnn_trainable_blocks,
+                    input_norm=self.input_norm,
                     img_size=self.image_size, **vit_overrides(self.student_patch_size, self.student_depth,
                                                               self.student_embed_dim, self.student_num_heads))
 
