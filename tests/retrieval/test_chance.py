@@ -28,3 +28,11 @@ def test_above_chance_separates_a_real_ranking_from_noise():
     assert res["value"] > 0.95 and res["p_value"] < 1e-4 and res["n"] == 30
     noise = torch.rand(len(q), len(g), generator=torch.Generator().manual_seed(9))
     assert above_chance(noise, q, g, "map_all", seed=1)["p_value"] > 0.01
+
+
+def test_uninformative_metrics_at_small_galleries():
+    from xmodal_lib.retrieval.chance import uninformative_metrics
+
+    why = uninformative_metrics(("map_all_voc", "p@100", "p@100_minr", "map@200_voc", "p@10"), n_gallery=72)
+    assert set(why) == {"p@100", "map@200_voc"} and "any ranking" in why["p@100"]
+    assert uninformative_metrics(("p@100", "map@200_voc"), n_gallery=625) == {}

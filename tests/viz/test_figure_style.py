@@ -38,3 +38,16 @@ def test_strips_explain_frames_and_scores() -> None:
     texts = [t.get_text() for t in legend.get_texts()]
     assert "same class as the query" in texts and "other class" in texts
     assert "-Hamming distance (64 bits)" in legend.get_title().get_text()
+
+
+def test_pr_and_per_class_plots_draw_measured_chance_as_dashed_reference() -> None:
+    q, g = ["a"] * 5 + ["b"] * 5, ["a"] * 10 + ["b"] * 20
+    rnd = torch.rand(10, 30, generator=torch.Generator().manual_seed(0))
+    pc = {"m": rp.per_class_ap(torch.rand(10, 30), q, g), "chance (random scores)": rp.per_class_ap(rnd, q, g)}
+    fig = rp.plot_per_class_ap(pc)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "chance (random scores)" in labels and len(fig.axes[0].patches) == 2  # one bar per class, chance as ticks
+    curves = {"m": rp.pr_curve(torch.rand(10, 30), q, g), "chance (random scores)": rp.pr_curve(rnd, q, g)}
+    ax = rp.plot_pr_curves(curves).axes[0]
+    (chance_line,) = [ln for ln in ax.lines if ln.get_label() == "chance (random scores)"]
+    assert chance_line.get_linestyle() == "--"

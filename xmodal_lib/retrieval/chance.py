@@ -48,3 +48,21 @@ def above_chance(scores: torch.Tensor, query_labels: Sequence, gallery_labels: S
     p = float(wilcoxon(a, b, alternative="greater").pvalue) if len(a) and np.any(a != b) else 1.0
     return {"value": float(a.mean()) if len(a) else float("nan"), "chance": float(b.mean()) if len(b) else float("nan"),
             "p_value": p, "n": int(ok.sum())}
+
+
+def uninformative_metrics(metrics: Sequence[str], n_gallery: int) -> dict[str, str]:
+    """Metrics that carry no information about the ranking at this gallery size, with the reason:
+    ``p@K`` with K >= G is R / G for any ranking; ``map@K_*`` with K >= G is mAP over the whole
+    gallery again (the ``map_all`` family already shows it)."""
+    from .metrics import parse_metric
+
+    out: dict[str, str] = {}
+    for name in metrics:
+        spec = parse_metric(name)
+        if spec.k is None or spec.k < n_gallery:
+            continue
+        if spec.kind == "p" and spec.variant is None:
+            out[name] = f"K = {spec.k} >= gallery size {n_gallery}: equals relevant / gallery for any ranking"
+        elif spec.kind == "map":
+            out[name] = f"K = {spec.k} >= gallery size {n_gallery}: the same as mAP over the whole gallery"
+    return out

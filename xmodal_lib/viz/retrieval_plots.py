@@ -50,7 +50,10 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
 
     fig, ax = (plt.subplots(figsize=(4.5, 3.6)) if ax is None else (ax.figure, ax))
     for name, (r, p) in curves.items():
-        ax.plot(np.asarray(r), np.asarray(p), marker="o", ms=3, label=name)
+        if name.startswith("chance"):  # measured on random scores: dashed black, no markers
+            ax.plot(np.asarray(r), np.asarray(p), "k--", lw=1, label=name)
+        else:
+            ax.plot(np.asarray(r), np.asarray(p), marker="o", ms=3, label=name)
     ax.set_xlabel("recall")
     ax.set_ylabel("interpolated precision")
     ax.set_xlim(0, 1)
@@ -64,10 +67,12 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
 
 def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str = "Per-class AP",
                       max_classes: int = 30, ax=None):
-    """Grouped bars: classes on x, one bar per method. Classes ordered by mean AP over methods."""
+    """Grouped bars: classes on x, one bar per method. Classes ordered by mean AP over methods.
+    Entries named ``chance...`` (measured on random scores) are drawn as dashed ticks per class."""
     import matplotlib.pyplot as plt
 
-    methods = list(per_class)
+    chance = {k: v for k, v in per_class.items() if k.startswith("chance")}  # drawn as ticks, not bars
+    methods = [m for m in per_class if m not in chance]
     if not methods:
         raise ValueError("per_class: expected at least one method")
     classes = sorted({c for d in per_class.values() for c in d})
@@ -79,6 +84,9 @@ def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str =
     w = 0.8 / len(methods)
     for k, m in enumerate(methods):
         ax.bar(x + (k - (len(methods) - 1) / 2) * w, [per_class[m].get(c, np.nan) for c in classes], w, label=m)
+    for name, d in chance.items():
+        ax.hlines([d.get(c, np.nan) for c in classes], x - 0.42, x + 0.42, colors="k", linestyles="--", lw=1,
+                  label=name)
     ax.set_xticks(x)
     ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("AP")
