@@ -23,8 +23,8 @@ def _run(argv, capsys) -> str:
 
 def test_evaluate_zse_end_to_end(official_dir, shared_path, sake_lists, tmp_path, capsys):
     from xmodal_lib.data.datasets import preload
+    from xmodal_lib.data.official_crop import OfficialZSELoader
     from xmodal_lib.data.sake import read_sake
-    from xmodal_lib.data.transforms import ImageLoader
     from xmodal_lib.official import load_converted
     from xmodal_lib.pipelines.zse_eval import scores_rn_naive
     from xmodal_lib.retrieval.metrics import category_metrics
@@ -49,8 +49,8 @@ def test_evaluate_zse_end_to_end(official_dir, shared_path, sake_lists, tmp_path
     # the cached rn path equals the official per-block scheme on the same images
     model, _ = load_converted(tmp_path / "zse")
     test = read_sake(root, split_dir=split).subset("test")
-    sk = preload(test.sketches, ImageLoader(224, "half", sketch_crop=True), progress=False)
-    ph = preload(test.photos, ImageLoader(224, "half"), progress=False)
+    sk = preload(test.sketches, OfficialZSELoader(224), progress=False)
+    ph = preload(test.photos, OfficialZSELoader(224), progress=False)
     ref = category_metrics(scores_rn_naive(model, sk, ph), [r.label for r in test.sketches],
                            [r.label for r in test.photos], metrics=("map_all_voc", "p@100_minr"))
     got = {r["metric"]: r["value"] for r in a["rows"] if r["mode"] == "rn"}
@@ -93,3 +93,19 @@ def test_evaluate_xmodalvit_end_to_end(official_dir, shared_path, tmp_path, caps
     rank = (sim >= true).sum(1)
     for k in (1, 5, 10):
         assert rows_a[f"acc@{k}"] == pytest.approx((rank <= k).double().mean().item(), abs=1e-9)
+
+
+def test_evaluate_official_for_notebooks(official_dir, shared_path):
+    """The notebooks' OFFICIAL_CHECKPOINT path: a folder of official students, evaluation only."""
+    from xmodal_lib.official.evaluate import evaluate_official, find_role
+
+    fx = official_dir / "xmodalvit"
+    assert find_role(fx, "photo_student").name == "photo_student_20000.pth"  # bare .safetensors: no .json
+    res = evaluate_official("xmodalvit", fx, shared_path("qmul_v1", "shoes"), dataset="qmul_v1",
+                            setting="shoev2", device="cpu", student_heads=2)
+    assert res["setting"] == "shoe_v2" and res["n_sketches"] == 115
+    assert "Acc@10" in res["report"] and "0.9023" in res["report"]
+    with pytest.raises(ValueError, match="needs SPLIT"):
+        evaluate_official("zse", official_dir / "zse_sbir" / "best_checkpoint.pth.xz", shared_path("sketchy_mini"))
+    with pytest.raises(ValueError, match="needs DATA_ROOT"):
+        evaluate_official("xmodalvit", fx, None)

@@ -44,6 +44,8 @@ def add_subparsers(sub: Any) -> None:
     z.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     z.add_argument("--setting", default=None, help="paper setting key (default: from the split name)")
     z.add_argument("--rerank-k", type=int, default=200)
+    z.add_argument("--preprocess", choices=("official", "ours"), default="official",
+                   help="input pipeline: the released sketch crop / photo resize (default) or ours")
     x = ev_sub.add_parser("xmodalvit", help="XModalViT FG-SBIR with the students (every sketch vs all photos)")
     x.add_argument("--photo-student", type=Path, required=True)
     x.add_argument("--sketch-student", type=Path, required=True)
@@ -67,10 +69,6 @@ def _heads(p: argparse.ArgumentParser) -> None:
     g.add_argument("--xma-heads", type=int, default=3, help="XModalViT XMA heads (paper 3)")
 
 
-def _is_converted(path: Path) -> bool:
-    return path.suffix in (".safetensors", ".json")
-
-
 def _xmodalvit_kind(path: Path) -> str:
     from .safe_load import read_official, state_dict_of
 
@@ -79,18 +77,11 @@ def _xmodalvit_kind(path: Path) -> str:
 
 
 def _load(path: Path, kind: str, args: argparse.Namespace):
-    from .loaders import load_converted, load_official_student, load_official_teacher, load_official_zse
+    from .loaders import load_checkpoint
 
-    if _is_converted(path):
-        model, cfg = load_converted(path)
-        if cfg["kind"] != kind:
-            raise ValueError(f"{path}: a converted {cfg['kind']!r} checkpoint, expected {kind!r}")
-        return model
-    if kind == "zse":
-        return load_official_zse(path, heads=args.sa_heads, ca_heads=args.ca_heads)[0]
-    if kind == "teacher":
-        return load_official_teacher(path, vit_heads=args.teacher_heads, xma_heads=args.xma_heads)[0]
-    return load_official_student(path, vit_heads=args.student_heads)[0]
+    heads = args.teacher_heads if kind == "teacher" else args.student_heads
+    return load_checkpoint(path, kind, sa_heads=args.sa_heads, ca_heads=args.ca_heads, vit_heads=heads,
+                           xma_heads=args.xma_heads)
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -121,7 +112,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model = _load(args.checkpoint, "zse", args)
         res = evaluate_zse(model, args.data_root, args.split, modes=tuple(args.mode or ("rn",)),
                            precision=args.precision, device=args.device, batch_size=args.batch_size,
-                           rerank_k=args.rerank_k, setting=args.setting)
+                           rerank_k=args.rerank_k, setting=args.setting, preprocess=args.preprocess)
     else:
         photo = _load(args.photo_student, "student", args)
         sketch = _load(args.sketch_student, "student", args)

@@ -16,10 +16,10 @@ engine under the official conventions (:data:`xmodal_lib.reported.CONVENTIONS`).
 ``test.py`` instead casts the whole model to fp16 (``model.half()``), so fp16 here is close to,
 not bit-equal with, the official run. Ties are ranked stably (the official argsort is unstable).
 
-Differences from the official preprocessing (deliberate, ours): sketches are cropped to their
-ink box with a 5 % margin and padded to a square (official: ink ± 10 px, long side resized to 224,
-symmetric white padding); photos are resized to a square with bicubic resampling like the
-official code.
+Inputs: the released geometry by default (``preprocess="official"``,
+:class:`~xmodal_lib.data.official_crop.OfficialZSELoader`: sketch ink box ± 10 px, long side to
+224, white padding; photos stretched; [-1, 1]), decoded with PIL rather than OpenCV (see that
+module for the small pixel differences); ``"ours"`` uses the project's crop instead.
 
 XModalViT (:func:`evaluate_xmodalvit`): the standard FG-SBIR protocol (every test sketch ranks
 all test photos, un-normalised dot product of the students' embeddings, ties count against the
@@ -45,7 +45,8 @@ from ..reported import CONVENTIONS, SETTINGS, reported_for
 from ..retrieval.metrics import category_metrics
 from ..train import resolve_device
 
-__all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit", "format_report"]
+__all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit",
+           "format_report", "find_role", "evaluate_official"]
 
 #: Paper metrics of each category-level setting (ZSE-SBIR Table 1).
 ZSE_METRICS: dict[str, tuple[str, ...]] = {
@@ -98,7 +99,8 @@ def _row(metric: str, value: float, ours_key: str, setting: str | None, conventi
 @torch.no_grad()
 def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
                  modes: Sequence[str] = ("rn",), precision: str = "fp32", device: str = "auto",
-                 batch_size: int = 64, rerank_k: int = 200, setting: str | None = None) -> dict[str, Any]:
+                 batch_size: int = 64, rerank_k: int = 200, setting: str | None = None,
+                 preprocess: str = "official") -> dict[str, Any]:
     """ZSE-SBIR zero-shot retrieval on the unseen test lists of ``split`` under ``data_root``."""
     from ..pipelines.zse_eval import build_cache, scores_ret, scores_rn, scores_rn_rerank
 
@@ -107,6 +109,8 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
         raise ValueError(f"modes: expected some of {list(_ZSE_OURS)}, got {list(modes)}")
     if setting is not None and setting not in ZSE_METRICS:
         raise ValueError(f"setting: expected one of {list(ZSE_METRICS)}, got {setting!r}")
+    if preprocess not in ("official", "ours"):
+        raise ValueError(f"preprocess: expected 'official' or 'ours', got {preprocess!r}")
     dev = resolve_device(device)
     _amp(dev, precision)  # validates precision early
     index = read_sake(data_root, split_dir=split)
@@ -116,8 +120,15 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     model.to(dev).eval()
     size = int(model.cfg.img_size)
     t0 = time.perf_counter()
-    sk = preload(test.sketches, ImageLoader(size, "half", sketch_crop=True), "sketches", progress=False)
-    ph = preload(test.photos, ImageLoader(size, "half"), "photos", progress=False)
+    if preprocess == "official":
+        from ..data.official_crop import OfficialZSELoader
+
+        sk_loader: Any = OfficialZSELoader(size)
+        ph_loader: Any = sk_loader
+    else:
+        sk_loader, ph_loader = ImageLoader(size, "half", sketch_crop=True), ImageLoader(size, "half")
+    sk = preload(test.sketches, sk_loader, "sketches", progress=False)
+    ph = preload(test.photos, ph_loader, "photos", progress=False)
     timing = {"load_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
     proj = any(m != "ret" for m in modes)  # CA projections are needed by rn / rn_rerank only
@@ -141,7 +152,7 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     paper = PAPER_SIZES.get(setting or "")
     return {"method": "ZSE-SBIR", "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
             "n_sketches": len(ql), "n_photos": len(gl), "paper_sizes": paper, "precision": precision,
-            "device": str(dev), "rows": rows, "timing": timing,
+            "device": str(dev), "rows": rows, "timing": timing, "preprocess": preprocess,
             "full_test_set": bool(paper and paper == (len(ql), len(gl)))}
 
 
@@ -205,3 +216,62 @@ def format_report(res: dict[str, Any]) -> str:
                      f"{r['convention']}{who}")
     lines.append("timing (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timing"].items()))
     return "\n".join(lines)
+
+
+_ROLES = ("teacher", "photo_student", "sketch_student")
+_FG_SETTING = {"shoev2": "shoe_v2", "chairv2": "chair_v2", "sketchy": "sketchy_fg"}
+
+
+def find_role(folder: str | Path, role: str) -> Path | None:
+    """The file of ``role`` in an official / converted folder: converted ``<role>_*.safetensors``
+    (with its ``.json``) first, else ``<role>_*.pth`` (``.pth.xz``); among several, the highest epoch number."""
+    import re
+
+    if role not in _ROLES:
+        raise ValueError(f"role: expected one of {_ROLES}, got {role!r}")
+    d = Path(folder)
+    for pattern in (f"{role}_*.safetensors", f"{role}_*.pth", f"{role}_*.pth.xz"):
+        found = [p for p in d.glob(pattern) if p.suffix != ".safetensors" or p.with_suffix(".json").is_file()]
+        hits = sorted(found, key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)] or [-1])
+        if hits:
+            return hits[-1]
+    return None
+
+
+def evaluate_official(method: str, checkpoint: str | Path, data_root: str | Path | None, *,
+                      split: str | None = None, dataset: str = "qmul_v2", setting: str | None = None,
+                      modes: Sequence[str] = ("rn", "ret"), precision: str = "fp32", device: str = "auto",
+                      with_teacher: bool = False, **heads: Any) -> dict[str, Any]:
+    """The notebooks' ``OFFICIAL_CHECKPOINT`` path (evaluation only): ``method`` "zse" takes a
+    checkpoint file and a SAKE ``split``; "xmodalvit" a folder holding ``photo_student_*`` and
+    ``sketch_student_*`` (and ``teacher_*`` with ``with_teacher``). ``setting`` may also be a
+    notebook ``PAPER_DATASET`` (shoev2 / chairv2 / sketchy). The result has ``"report"`` (text)."""
+    from .loaders import load_checkpoint
+
+    if data_root is None:
+        raise ValueError("OFFICIAL_CHECKPOINT needs DATA_ROOT: the dataset to evaluate on")
+    if precision == "auto":  # the official test.py evaluates in fp16 on the GPU
+        precision = "fp16" if resolve_device(device).type == "cuda" else "fp32"
+    if method == "zse":
+        if split is None:
+            raise ValueError("OFFICIAL_CHECKPOINT (zse) needs SPLIT, e.g. 'zeroshot1' (Sketchy-Ext 25)")
+        model = load_checkpoint(checkpoint, "zse", heads.get("sa_heads", 12), heads.get("ca_heads", 8))
+        res = evaluate_zse(model, data_root, split, modes, precision, device, setting=setting)
+    elif method == "xmodalvit":
+        files = {r: find_role(checkpoint, r) for r in _ROLES}
+        missing = [r for r in _ROLES[1:] if files[r] is None]
+        if not Path(checkpoint).is_dir() or missing:
+            raise ValueError(f"OFFICIAL_CHECKPOINT {checkpoint}: expected a folder with photo_student_* and "
+                             f"sketch_student_* (.pth or converted .safetensors); missing {missing}")
+        sh = heads.get("student_heads")
+        ph, sk = (load_checkpoint(files[r], "student", vit_heads=sh) for r in _ROLES[1:])
+        teacher = None
+        if with_teacher and files["teacher"] is not None:
+            teacher = load_checkpoint(files["teacher"], "teacher", vit_heads=heads.get("teacher_heads"))
+        res = evaluate_xmodalvit(ph, sk, data_root, dataset, teacher, _FG_SETTING.get(setting or "", setting),
+                                 device)
+    else:
+        raise ValueError(f"method: expected 'zse' or 'xmodalvit', got {method!r}")
+    res["checkpoint"] = str(checkpoint)
+    res["report"] = format_report(res)
+    return res

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_tensors, save_weights
 from ..models.backbones import create_vit
-from ..models.xmodalvit import StudentPair, XModalStudent, XModalTeacher
+from ..models.xmodalvit import XModalStudent, XModalTeacher
 from ..models.zse import ZSEConfig, ZSESBIR
 from .keymap import (STUDENT_RULES, STUDENT_UNUSED, TEACHER_RULES, TEACHER_UNUSED, ZSE_RULES, ZSE_UNUSED,
                      KeyMappingError, remap)
@@ -37,7 +37,7 @@ from .safe_load import read_official, state_dict_of
 
 __all__ = ["official_zse_config", "zse_from_state_dict", "load_official_zse", "vit_geometry",
            "teacher_from_state_dict", "student_from_state_dict", "load_official_teacher",
-           "load_official_student", "convert_official", "load_converted", "FORMAT"]
+           "load_official_student", "convert_official", "load_converted", "load_checkpoint", "FORMAT"]
 
 FORMAT = "xmodal-official-v1"
 _VIT_BASE = {"zse": "vit_base_patch16_224", "teacher": "vit_base_patch16_224", "student": "vit_tiny_patch16_224"}
@@ -243,6 +243,20 @@ def load_converted(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), cfg
 
 
-def students_pair(photo: XModalStudent, sketch: XModalStudent) -> StudentPair:
-    """The test-time retrieval pair (un-normalised dot product, as the official ``test.py``)."""
-    return StudentPair(photo, sketch, normalize=False)
+def load_checkpoint(path: str | Path, kind: str, sa_heads: int = 12, ca_heads: int = 8,
+                    vit_heads: int | None = None, xma_heads: int = 3) -> nn.Module:
+    """An official ``.pth`` (``.pth.xz``) or converted ``.safetensors``/``.json`` of ``kind``
+    (``"zse"``, ``"teacher"``, ``"student"``) as our model in eval mode; heads as in ``load_official_*``."""
+    p = Path(path)
+    if p.suffix in (".safetensors", ".json"):
+        model, cfg = load_converted(p)
+        if cfg["kind"] != kind:
+            raise ValueError(f"{p}: a converted {cfg['kind']!r} checkpoint, expected {kind!r}")
+        return model
+    if kind == "zse":
+        return load_official_zse(p, heads=sa_heads, ca_heads=ca_heads)[0]
+    if kind == "teacher":
+        return load_official_teacher(p, vit_heads=vit_heads, xma_heads=xma_heads)[0]
+    if kind == "student":
+        return load_official_student(p, vit_heads=vit_heads)[0]
+    raise ValueError(f"load_checkpoint(kind=...): expected 'zse', 'teacher' or 'student', got {kind!r}")
