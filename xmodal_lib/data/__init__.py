@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .index import DataError, Record, SBIRIndex
+from .index import DataError, DataWarning, Record, SBIRIndex
 from .manifest import read_manifest
 from .qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
 from .registry import KINDS, open_dataset
@@ -28,9 +28,10 @@ from .strokes import render_strokes
 from .synthetic import CLASSES, UNSEEN, SyntheticConfig, generate
 
 _LAZY = {"ImageLoader": "transforms", "preprocess_sketch_image": "transforms", "open_image": "transforms",
+         "preflight": "preflight",
          "preload": "datasets", "ImageDataset": "datasets"}
 
-__all__ = ["Record", "SBIRIndex", "DataError", "open_dataset", "KINDS", "SyntheticConfig", "generate",
+__all__ = ["Record", "SBIRIndex", "DataError", "DataWarning", "open_dataset", "KINDS", "SyntheticConfig", "generate",
            "CLASSES", "UNSEEN", "read_sketchy", "read_sake", "read_qmul_v1", "read_qmul_v2",
            "read_qmul_v2_pickle", "read_manifest", "packaged_split", "safe_load", "render_strokes", *_LAZY]
 
