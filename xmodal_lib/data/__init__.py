@@ -28,7 +28,6 @@ from .strokes import render_strokes
 from .synthetic import CLASSES, UNSEEN, SyntheticConfig, generate
 
 _LAZY = {"ImageLoader": "transforms", "preprocess_sketch_image": "transforms", "open_image": "transforms",
-         "preflight": "preflight",
          "preload": "datasets", "ImageDataset": "datasets"}
 
 __all__ = ["Record", "SBIRIndex", "DataError", "DataWarning", "open_dataset", "KINDS", "SyntheticConfig", "generate",
