@@ -100,8 +100,11 @@ def _row(metric: str, value: float, ours_key: str, setting: str | None, conventi
 def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
                  modes: Sequence[str] = ("rn",), precision: str = "fp32", device: str = "auto",
                  batch_size: int = 64, rerank_k: int = 200, setting: str | None = None,
-                 preprocess: str = "official") -> dict[str, Any]:
-    """ZSE-SBIR zero-shot retrieval on the unseen test lists of ``split`` under ``data_root``."""
+                 preprocess: str = "official", rn_max_pairs: int | None = None) -> dict[str, Any]:
+    """ZSE-SBIR zero-shot retrieval on the unseen test lists of ``split`` under ``data_root``.
+
+    ``rn_max_pairs``: above this many sketch-photo pairs exhaustive ``rn`` is replaced by
+    ``rn_rerank`` (and the report says so); None = no limit."""
     from ..pipelines.zse_eval import build_cache, scores_ret, scores_rn, scores_rn_rerank
 
     bad = [m for m in modes if m not in _ZSE_OURS]
@@ -136,6 +139,11 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     pc = build_cache(model, ph, "photo", batch_size, with_proj=proj, precision=precision)
     timing["sa_s"] = time.perf_counter() - t0
     ql, gl = [r.label for r in test.sketches], [r.label for r in test.photos]
+    note = None
+    if "rn" in modes and rn_max_pairs is not None and len(ql) * len(gl) > rn_max_pairs:
+        modes = tuple(m for m in modes if m != "rn") + (() if "rn_rerank" in modes else ("rn_rerank",))
+        note = (f"exhaustive rn skipped: {len(ql)} x {len(gl)} pairs > rn_max_pairs={rn_max_pairs}; "
+                f"rn_rerank (RN on the ret top {rerank_k}) instead")
     rows = []
     for mode in modes:
         t0 = time.perf_counter()
@@ -152,7 +160,7 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     paper = PAPER_SIZES.get(setting or "")
     return {"method": "ZSE-SBIR", "setting": setting, "setting_text": SETTINGS.get(setting or "", "unknown setting"),
             "n_sketches": len(ql), "n_photos": len(gl), "paper_sizes": paper, "precision": precision,
-            "device": str(dev), "rows": rows, "timing": timing, "preprocess": preprocess,
+            "device": str(dev), "rows": rows, "timing": timing, "preprocess": preprocess, "note": note,
             "full_test_set": bool(paper and paper == (len(ql), len(gl)))}
 
 
@@ -241,11 +249,12 @@ def find_role(folder: str | Path, role: str) -> Path | None:
 def evaluate_official(method: str, checkpoint: str | Path, data_root: str | Path | None, *,
                       split: str | None = None, dataset: str = "qmul_v2", setting: str | None = None,
                       modes: Sequence[str] = ("rn", "ret"), precision: str = "fp32", device: str = "auto",
-                      with_teacher: bool = False, **heads: Any) -> dict[str, Any]:
+                      with_teacher: bool = False, **options: Any) -> dict[str, Any]:
     """The notebooks' ``OFFICIAL_CHECKPOINT`` path (evaluation only): ``method`` "zse" takes a
     checkpoint file and a SAKE ``split``; "xmodalvit" a folder holding ``photo_student_*`` and
     ``sketch_student_*`` (and ``teacher_*`` with ``with_teacher``). ``setting`` may also be a
-    notebook ``PAPER_DATASET`` (shoev2 / chairv2 / sketchy). The result has ``"report"`` (text)."""
+    notebook ``PAPER_DATASET`` (shoev2 / chairv2 / sketchy). ``options``: ``sa_heads``, ``ca_heads``,
+    ``student_heads``, ``teacher_heads`` and ``rn_max_pairs`` (zse). The result has ``"report"`` (text)."""
     from .loaders import load_checkpoint
 
     if data_root is None:
@@ -255,19 +264,20 @@ def evaluate_official(method: str, checkpoint: str | Path, data_root: str | Path
     if method == "zse":
         if split is None:
             raise ValueError("OFFICIAL_CHECKPOINT (zse) needs SPLIT, e.g. 'zeroshot1' (Sketchy-Ext 25)")
-        model = load_checkpoint(checkpoint, "zse", heads.get("sa_heads", 12), heads.get("ca_heads", 8))
-        res = evaluate_zse(model, data_root, split, modes, precision, device, setting=setting)
+        model = load_checkpoint(checkpoint, "zse", options.get("sa_heads", 12), options.get("ca_heads", 8))
+        res = evaluate_zse(model, data_root, split, modes, precision, device, setting=setting,
+                           rn_max_pairs=options.get("rn_max_pairs"))
     elif method == "xmodalvit":
         files = {r: find_role(checkpoint, r) for r in _ROLES}
         missing = [r for r in _ROLES[1:] if files[r] is None]
         if not Path(checkpoint).is_dir() or missing:
             raise ValueError(f"OFFICIAL_CHECKPOINT {checkpoint}: expected a folder with photo_student_* and "
                              f"sketch_student_* (.pth or converted .safetensors); missing {missing}")
-        sh = heads.get("student_heads")
+        sh = options.get("student_heads")
         ph, sk = (load_checkpoint(files[r], "student", vit_heads=sh) for r in _ROLES[1:])
         teacher = None
         if with_teacher and files["teacher"] is not None:
-            teacher = load_checkpoint(files["teacher"], "teacher", vit_heads=heads.get("teacher_heads"))
+            teacher = load_checkpoint(files["teacher"], "teacher", vit_heads=options.get("teacher_heads"))
         res = evaluate_xmodalvit(ph, sk, data_root, dataset, teacher, _FG_SETTING.get(setting or "", setting),
                                  device)
     else:
