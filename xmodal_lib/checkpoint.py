@@ -1,34 +1,92 @@
 """Checkpoints without pickle: tensors in safetensors, everything else in a JSON sidecar.
 
 A checkpoint ``<stem>`` is the pair ``<stem>.safetensors`` + ``<stem>.json``. Both are written
-atomically (temporary file in the same folder, then ``os.replace``), the JSON last, so a
-checkpoint whose JSON exists is complete. Loading never executes code: safetensors holds raw
-tensors and JSON holds plain data.
+atomically (temporary file ``.<name>.<random>.tmp`` in the same folder, fsync, then
+``os.replace``), the JSON last, so a checkpoint whose JSON exists is complete. Files are created
+with the mode of ordinary files (``0o666`` less the umask), not ``mkstemp``'s ``0o600``. A kill
+during a write leaves only a ``.*.tmp`` file (or safetensors' own ``.tmpXXXXXX``), which
+:func:`remove_stale_temps` deletes. Loading
+never executes code: safetensors holds raw tensors and JSON holds plain data; every failure is a
+:class:`~xmodal_lib.errors.CheckpointError` naming the file.
+
+Fault-injection hook (tests only): with ``XMODAL_FAULT_WRITE_SLEEP=<seconds>`` every atomic write
+sleeps that long between writing its temp file and renaming it, so a test can kill a process
+inside a checkpoint write.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .errors import CheckpointError, OutputError
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Write via ``write(tmp_path)`` into a temp file next to ``path``, then rename over it."""
+
+def _create_temp(path: Path) -> str:
+    """A new, empty temp file next to ``path``, mode 0o666 less the umask (O_EXCL: never reused)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(tmp)
+        except FileExistsError:
+            continue
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
+    """Write via ``write(tmp_path)`` into a temp file next to ``path``, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_temp(path)
+    mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, read back from the file we created
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # safetensors writes through its own 0o600 temp file and renames it over ours
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        pause = os.environ.get("XMODAL_FAULT_WRITE_SLEEP")
+        if pause:  # fault-injection hook, see the module docstring
+            time.sleep(float(pause))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temps(folder: str | Path, pattern: str = ".*.tmp") -> list[Path]:
+    """Delete temp files a killed writer left in ``folder``; returns what was removed.
+
+    Only call this when no other process writes into ``folder``."""
+    removed = []
+    for p in sorted(Path(folder).glob(pattern)):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def ensure_writable_dir(path: str | Path, what: str) -> Path:
+    """Create ``path`` if needed and prove it writable with a probe file; :class:`OutputError` otherwise.
+
+    ``what`` names the folder in the message (e.g. ``"--out"`` or ``"checkpoint folder"``)."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        Path(_create_temp(p / ".write-probe")).unlink(missing_ok=True)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise OutputError(f"{what} {p}: cannot write there ({reason}); expected a folder this user can "
+                          f"create files in") from None
+    return p
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -77,23 +135,63 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
     return stem
 
 
+def read_json(path: str | Path, what: str = "checkpoint") -> Any:
+    """Parse the JSON file ``path``; a missing, unreadable or invalid file -> :class:`CheckpointError`
+    naming it (``what`` says what the file is, e.g. ``"teacher config"``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {p}: file missing (expected the JSON written next to the "
+                              f".safetensors file)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{what} {p}: cannot be read ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{what} {p}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                              f"the file is damaged, write it again") from None
+
+
+def read_config(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """The ``"config"`` mapping of ``<stem>.json`` (as :func:`save_weights` writes it), checked."""
+    js = _stem(path).with_name(_stem(path).name + ".json")
+    meta = read_json(js, what)
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        found = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{what} {js}: expected a JSON object with a 'config' mapping, found {found}")
+    return meta["config"]
+
+
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a checkpoint written by :func:`save_tensors`; raises ``FileNotFoundError`` naming the file."""
+    """Load a checkpoint written by :func:`save_tensors`; :class:`CheckpointError` naming the file."""
     stem = _stem(path)
     st_path = stem.with_name(stem.name + ".safetensors")
     js_path = stem.with_name(stem.name + ".json")
     for p in (st_path, js_path):
         if not p.is_file():
-            raise FileNotFoundError(f"checkpoint file missing: {p} (expected <stem>.safetensors + <stem>.json)")
+            raise CheckpointError(f"checkpoint file missing: {p} (expected <stem>.safetensors + <stem>.json)")
     try:
         tensors = load_file(str(st_path), device=str(device))
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"{st_path}: not a valid safetensors file ({e})") from e
-    try:
-        meta = json.loads(js_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{js_path}: not valid JSON ({e})") from e
-    return tensors, meta
+        raise CheckpointError(f"{st_path}: not a valid safetensors file ({e})") from None
+    return tensors, read_json(js_path)
+
+
+def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """:class:`CheckpointError` naming ``source`` and every missing, unexpected or wrongly shaped key."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    shapes = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return
+    parts = [f"{label} {len(keys)}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+             for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                 ("shape mismatch (file vs model)", shapes)) if keys]
+    raise CheckpointError(f"{source}: weights do not fit {type(module).__name__} ({'; '.join(parts)}); "
+                          f"was it written by another model or config?")
 
 
 def save_weights(module: nn.Module, path: str | Path, config: dict[str, Any] | None = None) -> Path:
@@ -105,16 +203,19 @@ def save_weights(module: nn.Module, path: str | Path, config: dict[str, Any] | N
 def load_weights(module: nn.Module, path: str | Path, strict: bool = True) -> dict[str, Any]:
     """Load weights saved by :func:`save_weights` into ``module``; returns the stored config.
 
-    With ``strict=True`` any missing or unexpected key raises a ``ValueError`` listing them.
+    With ``strict=True`` any missing, unexpected or wrongly shaped key raises a
+    :class:`CheckpointError` listing them (a ``ValueError``); non-strict skips missing and
+    unexpected keys but still refuses wrong shapes.
     """
     tensors, meta = load_tensors(path)
-    result = module.load_state_dict(tensors, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise ValueError(
-            f"{_stem(path)}: weights do not match {type(module).__name__}: "
-            f"missing {result.missing_keys[:10]}, unexpected {result.unexpected_keys[:10]}"
-        )
-    return meta.get("config", {})
+    if strict:
+        check_state_dict(module, tensors, _stem(path))
+    else:
+        own = module.state_dict()
+        check_state_dict(module, {k: v for k, v in tensors.items() if k in own}
+                         | {k: v for k, v in own.items() if k not in tensors}, _stem(path))
+    module.load_state_dict(tensors, strict=strict)
+    return meta.get("config", {}) if isinstance(meta, dict) else {}
 
 
 # --- optimiser / scheduler state as flat tensors + JSON -------------------------------------

@@ -13,6 +13,8 @@ import ast
 import json
 import os
 import re
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from . import paths
+from .errors import Interrupted, OutputError, RunFailure
 from .manifest import environment_facts
 from .params import parse_value
 
@@ -29,7 +32,7 @@ NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 PROFILES = ("smoke", "paper")
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(RunFailure):
     """A notebook raised during a reproduce run; the message names the notebook and the cell."""
 
     def __init__(self, notebook: str, message: str, run_dir: Path) -> None:
@@ -331,7 +334,7 @@ class NotebookRecord:
 
     name: str
     output: str
-    status: str = "pending"  # pending | running | ok | failed
+    status: str = "pending"  # pending | running | ok | failed | interrupted (SIGINT/SIGTERM)
     wall_s: float | None = None
     started_utc: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -344,14 +347,65 @@ def _utc() -> str:
 
 
 def new_run_dir(parent: Path | None = None) -> Path:
-    """A fresh ``<runs>/<YYYYmmdd-HHMMSS>`` folder (suffixed when two runs start in one second)."""
+    """A fresh ``<runs>/<YYYYmmdd-HHMMSS>`` folder (suffixed ``-1``, ``-2``... when runs start in one second).
+
+    Atomic under concurrency: ``mkdir`` without ``exist_ok`` either creates the folder or fails, and
+    a failure moves on to the next suffix (no check-then-create race between processes)."""
     parent = Path(parent) if parent else paths.runs_dir()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    cand, i = parent / stamp, 1
-    while cand.exists():
-        cand, i = parent / f"{stamp}-{i}", i + 1
-    cand.mkdir(parents=True)
-    return cand
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"runs folder {parent}: cannot be created ({err.strerror or err}); "
+                          f"expected a writable folder (--runs-dir or $XMODAL_RUNS)") from None
+    for i in range(10_000):
+        cand = parent / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputError(f"runs folder {parent}: cannot create {cand.name} ({err.strerror or err}); "
+                              f"expected a writable folder (--runs-dir or $XMODAL_RUNS)") from None
+    raise OutputError(f"runs folder {parent}: 10000 runs already started at {stamp}")
+
+
+def _kill_children() -> None:
+    """SIGKILL our child processes (the notebook's kernel, its loader workers): a kernel asked to shut
+    down in the middle of a cell prints its own traceback, and one left alone outlives the run."""
+    try:
+        import psutil  # ships with IPython, which every kernel needs
+    except ImportError:  # pragma: no cover
+        return
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def _raise_on_signals() -> Callable[[], None]:
+    """Make SIGTERM (and SIGINT) raise :class:`~xmodal_lib.errors.Interrupted` in the main thread, once:
+    the first signal kills the running kernel and stops the run so it is recorded; later ones get the
+    previous handlers (a second SIGTERM ends the process at once). Returns the restoring function."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.getsignal(s) for s in sigs}
+
+    def restore() -> None:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+    def handler(signum: int, frame: Any) -> None:
+        restore()
+        _kill_children()
+        raise Interrupted(signum)
+
+    for s in sigs:
+        signal.signal(s, handler)
+    return restore
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -416,7 +470,9 @@ def reproduce(
     """Run the selected notebooks in order; returns the run folder.
 
     Raises :class:`NotebookFailed` (after writing the manifest) when a notebook fails, and
-    ``ValueError`` for a bad selection or parameter before anything runs.
+    ``ValueError`` for a bad selection or parameter before anything runs. SIGINT and SIGTERM alike
+    stop the run with :class:`~xmodal_lib.errors.Interrupted` after the manifest (run and notebook
+    ``interrupted``, ``interrupted_by``), ``results.json`` and ``results.md`` are written.
     """
     import papermill as pm
 
@@ -466,6 +522,7 @@ def reproduce(
     os.environ["XMODAL_RUNS"] = str(run_dir / "train")
     t_all = time.perf_counter()
     failure: NotebookFailed | None = None
+    restore_signals = _raise_on_signals()  # SIGTERM like SIGINT: recorded below, never a silent death
     try:
         for i, (plan, rec) in enumerate(zip(plans, records), 1):
             rec.status, rec.started_utc = "running", _utc()
@@ -482,6 +539,9 @@ def reproduce(
                     progress_bar=progress,
                     cwd=str(plan.path.parent),
                 )
+            except KeyboardInterrupt:  # SIGINT or SIGTERM (see below)
+                rec.wall_s = round(time.perf_counter() - t0, 2)
+                raise
             except Exception as err:  # papermill or kernel failure: record, then stop the run
                 rec.wall_s = round(time.perf_counter() - t0, 2)
                 rec.status, rec.error = "failed", _failure(err, plan)
@@ -493,12 +553,23 @@ def reproduce(
             rec.status = "ok"
             log(f"  ok in {rec.wall_s:.1f} s")
             flush()
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM through _raise_on_signals: record, write, stop
+        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+        stop.run_dir = run_dir
+        manifest["interrupted_by"] = signal.Signals(stop.signum).name
+        for r in records:
+            if r.status == "running":
+                r.status, r.error = "interrupted", {"ename": "Interrupted", "evalue": str(stop), "cell_index": None}
+        log(f"  INTERRUPTED ({stop})")
+        raise stop from None
     finally:
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        for r in records:  # interrupted between two notebooks or while recording one
+            r.status = "interrupted" if r.status == "running" else r.status
         results = collect_results(artifacts)
         manifest["total_wall_s"] = round(time.perf_counter() - t_all, 2)
         manifest["status"] = "failed" if failure else (
@@ -508,6 +579,7 @@ def reproduce(
         flush()
         _write_json(run_dir / "results.json", results)
         (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
+        restore_signals()
     log(summary_table(records, manifest["total_wall_s"]))
     log(results_markdown(results))
     log(f"run folder: {run_dir}")

@@ -26,6 +26,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -37,7 +38,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import load_tensors, optimizer_from_flat, optimizer_to_flat, save_tensors
+from .checkpoint import ensure_writable_dir, optimizer_from_flat, optimizer_to_flat, save_tensors
+from .errors import CheckpointError, InputError, ResumeMismatchError
+from .resume import apply_new_rates, choose_checkpoint, clean_checkpoint_dir, read_training_checkpoint
 from .loader import EpochItems, EpochSampler, make_loader, to_device  # noqa: F401 (re-exported)
 
 
@@ -132,6 +135,21 @@ def loop_overrides(**kw: Any) -> Iterator[None]:
     finally:
         _OVERRIDES.clear()
         _OVERRIDES.update(old)
+
+
+_RESUME_POLICY: dict[str, bool] = {"allow_changed_setup": False}
+
+
+@contextlib.contextmanager
+def allow_changed_setup(allow: bool = True) -> Iterator[None]:
+    """Inside the block every resuming :func:`fit` accepts a setup that differs from its checkpoint's
+    (warning with the differing fields) instead of refusing it (the CLI's ``--resume-changed``)."""
+    old = _RESUME_POLICY["allow_changed_setup"]
+    _RESUME_POLICY["allow_changed_setup"] = allow
+    try:
+        yield
+    finally:
+        _RESUME_POLICY["allow_changed_setup"] = old
 
 
 @dataclass
@@ -240,6 +258,45 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     return sorted((s for s in stems if s.with_name(s.name + ".safetensors").is_file()), key=lambda s: s.name)
 
 
+def _restore(model: nn.Module, state_modules: dict[str, nn.Module], opt: torch.optim.Optimizer, sched: Any,
+             cfg: TrainConfig, config: dict[str, Any], device: torch.device, out_dir: Path,
+             allow_changed: bool) -> tuple[Path, dict[str, Any]] | None:
+    """Load the checkpoint to resume from into model, state modules, optimiser, scheduler and RNGs.
+
+    Rank 0 chooses and checks it (:func:`xmodal_lib.resume.choose_checkpoint`); its choice, or its
+    error, reaches every rank, so no rank waits for a peer that gave up. Returns (stem, meta) or None."""
+    picked, err = None, None
+    if D.is_main_process():
+        try:
+            picked = choose_checkpoint(list_checkpoints(out_dir), model, state_modules, asdict(cfg), config,
+                                       allow_changed)
+        except InputError as e:
+            err = e
+    chosen, failure = D.broadcast_object((str(picked[0]) if picked else None,
+                                          (type(err).__name__, str(err)) if err else None))
+    if err is not None:
+        raise err
+    if failure is not None:
+        raise (ResumeMismatchError if failure[0] == "ResumeMismatchError" else CheckpointError)(failure[1])
+    if chosen is None:
+        return None
+    tensors, meta = picked[1:] if picked else read_training_checkpoint(Path(chosen))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for name, m in state_modules.items():
+        pre = f"state.{name}."
+        m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
+    try:
+        optimizer_from_flat(opt, tensors, meta["optimizer"])
+        sched.load_state_dict(meta["scheduler"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{chosen}: optimiser/scheduler state does not fit this optimiser "
+                              f"({cfg.optimizer}, {len(opt.param_groups)} group(s)): {e}") from None
+    if allow_changed:
+        apply_new_rates(opt, sched, cfg.lr, cfg.weight_decay)
+    _set_rng_state(tensors, meta["rng"], device)
+    return Path(chosen), meta
+
+
 def _check_all_used(model: nn.Module, trainable: list[nn.Parameter]) -> None:
     """Under DDP without ``find_unused_parameters`` a parameter left out of the loss stalls gradient
     synchronisation (DDP fails at the next step with a generic message): name them after step 1."""
@@ -267,6 +324,7 @@ def fit(
     config: dict[str, Any] | None = None,
     desc: str = "train",
     progress: bool = True,
+    allow_changed_setup: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``step_fn`` over ``dataset`` and return the history.
 
@@ -282,8 +340,16 @@ def fit(
         state_modules: extra modules whose ``state_dict`` (e.g. a queue buffer) goes into checkpoints;
             they must stay identical on every rank (XAQC enqueues the gathered keys).
         resume: continue from the newest complete checkpoint in ``out_dir/checkpoints`` (under DDP,
-            rank 0's newest; ``out_dir`` must be on a filesystem every rank can read).
+            rank 0's newest; ``out_dir`` must be on a filesystem every rank can read). An unreadable
+            newest checkpoint is skipped (warning naming it); a stored setup (``cfg`` and ``config``)
+            that differs from this call's raises ``ResumeMismatchError`` naming the fields
+            (:mod:`xmodal_lib.resume`).
         config: the method's config, stored in every checkpoint's JSON.
+        allow_changed_setup: resume even when the setup changed (the new ``lr``/``weight_decay``
+            apply); ``None``: as set by :func:`allow_changed_setup` (default: refuse).
+
+    The checkpoint folder is created and proven writable before anything else happens, and stale
+    temp files or half-written checkpoints of a killed run are removed from it.
     """
     if _OVERRIDES:
         cfg = replace(cfg, **_OVERRIDES)
@@ -291,7 +357,10 @@ def fit(
     ckpt_dir = out_dir / "checkpoints"
     world, main = D.world_size(), D.is_main_process()
     if main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(ckpt_dir, "checkpoint folder")
+        for p in clean_checkpoint_dir(ckpt_dir):
+            warnings.warn(f"fit: removed {p.name} from {ckpt_dir}, left by an interrupted checkpoint write",
+                          stacklevel=2)
     device = resolve_device(cfg.device)
     if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
         raise ValueError(f"TrainConfig.precision={cfg.precision!r} needs a CUDA device; use 'auto' or 'fp32' on CPU")
@@ -340,20 +409,12 @@ def fit(
     meta_base = {"train_config": asdict(cfg), "config": config or {}}
 
     if resume:
-        ckpts = list_checkpoints(out_dir)
-        chosen = D.broadcast_object(str(ckpts[-1]) if ckpts else None)
-        if chosen is not None:
-            tensors, meta = load_tensors(chosen, device="cpu")
-            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-            for name, m in state_modules.items():
-                pre = f"state.{name}."
-                m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
-            optimizer_from_flat(opt, tensors, meta["optimizer"])
-            sched.load_state_dict(meta["scheduler"])
-            _set_rng_state(tensors, meta["rng"], device)
+        allow = _RESUME_POLICY["allow_changed_setup"] if allow_changed_setup is None else allow_changed_setup
+        restored = _restore(model, state_modules, opt, sched, cfg, config or {}, device, out_dir, allow)
+        if restored is not None:
+            result.last_checkpoint, meta = restored
             step, epoch, start_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
             result.history, result.val = meta["history"], meta["val"]
-            result.last_checkpoint = Path(chosen)
     runner = D.wrap_step(model, step_fn, device, trainable, find_unused_parameters=cfg.find_unused_parameters,
                          compile=cfg.compile)
 

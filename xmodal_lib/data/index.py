@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import InputError
 
-class DataError(ValueError):
-    """Bad dataset input: the message names the file or parameter and what was expected."""
+
+class DataError(InputError):
+    """Bad dataset input: the message names the file or parameter and what was expected
+    (an :class:`xmodal_lib.errors.InputError`, hence a ``ValueError``; exit status 2 in the CLI)."""
 
 
 class DataWarning(UserWarning):

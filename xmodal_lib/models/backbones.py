@@ -42,7 +42,7 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
 
         return dict(load_file(str(p)))
     if p.suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        obj = _torch_load_refusing_code(p, f"pretrained={str(path)!r}")
         for key in ("state_dict", "model"):
             if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
                 obj = obj[key]
@@ -50,6 +50,28 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
             raise ValueError(f"pretrained={str(path)!r}: expected a dict of tensors (a state dict)")
         return dict(obj)
     raise ValueError(f"pretrained={str(path)!r}: expected a .safetensors or .pth/.pt/.bin file")
+
+
+def _torch_load_refusing_code(p: Path, source: str) -> Any:
+    """``torch.load(weights_only=True)``; a pickle that needs code -> ``UntrustedPickleError``.
+
+    torch's own message advises ``weights_only=False`` (running the file's code), the one thing not
+    to do with an untrusted file, so it is replaced by ours (``from None``), naming what it wanted."""
+    import pickle
+    import re
+
+    from ..errors import CheckpointError, UntrustedPickleError
+
+    try:
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f" (it asks for {wanted.group(1)})" if wanted else ""
+        raise UntrustedPickleError(f"{source}: refused: untrusted pickle{what}; only plain tensors can be "
+                                   f"loaded from {p.name}; convert trusted weights to .safetensors") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{source}: not a readable torch weight file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
 
 
 def _adapt_state_dict(sd: dict[str, Tensor], model: nn.Module, source: str) -> dict[str, Tensor]:

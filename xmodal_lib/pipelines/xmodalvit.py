@@ -367,15 +367,15 @@ def save_teacher(teacher: XModalTeacher, cfg: XModalViTConfig, path: str | Path 
 
 
 def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalViTConfig] | None:
-    """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent."""
-    from ..checkpoint import load_weights
+    """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent.
+
+    A teacher whose JSON is missing, damaged or lacks its config raises ``CheckpointError`` naming the file."""
+    from ..checkpoint import load_weights, read_config
 
     p = Path(path) if path is not None else teacher_path()
     if not p.with_name(p.name + ".safetensors").is_file():
         return None
-    import json
-
-    stored = json.loads(p.with_name(p.name + ".json").read_text())["config"]
+    stored = read_config(p, "teacher config")
     known = {f.name for f in fields(XModalViTConfig)}
     cfg = XModalViTConfig(**{**{k: v for k, v in stored.items() if k in known},
                              "teacher_pretrained": False})  # weights come from the file
