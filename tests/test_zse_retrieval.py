@@ -97,4 +97,4 @@ def test_build_cache_bf16_is_float32_and_close_to_fp32(small):
     rel = (half.tokens - full.tokens).norm() / full.tokens.norm()
     assert rel < 0.05
     with pytest.raises(ValueError, match="precision"):
-        build_cache(model, sk, "sketch", precision="fp16")
+        build_cache(model, sk, "sketch", precision="fp8")  # fp16 is allowed (the official evaluation precision)
