@@ -52,11 +52,14 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
 
+from .fg_metrics import fg_accuracy, fg_ranks  # noqa: F401  (re-exported: one import for every metric)
 from .ranking import TIES as _TIES
-from .ranking import LabelIndex, check_finite, ranked_hits, row_parallel
+from .ranking import LabelIndex, ranked_hits, row_parallel
+from .scores import DEFAULT_CHUNK_ELEMENTS, encode_labels
+from .scores import check_scores as _check_scores
+from .scores import chunk_rows as _chunk_rows
 
 __all__ = [
     "fg_ranks",
@@ -72,115 +75,12 @@ __all__ = [
     "DEFAULT_CHUNK_ELEMENTS",
 ]
 
-#: default number of score-matrix elements processed at once (queries per chunk = this // G)
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
 _NAME_RE = re.compile(r"^(map|p)@(\d+)(?:_(strict|lenient|voc|minr))?$")
 
 
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-def _check_scores(scores: torch.Tensor) -> torch.Tensor:
-    if not isinstance(scores, torch.Tensor):
-        scores = torch.as_tensor(np.asarray(scores))
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be a 2-D [Q, G] matrix, got shape {tuple(scores.shape)}")
-    if scores.shape[0] == 0 or scores.shape[1] == 0:
-        raise ValueError(f"scores must have at least one query and one gallery item, got {tuple(scores.shape)}")
-    if not (scores.is_floating_point() or scores.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8)):
-        raise ValueError(f"scores must be a real-valued tensor, got dtype {scores.dtype}")
-    return scores.detach()
-
-
-def encode_labels(query_labels, gallery_labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn query/gallery labels (ints, strings, arrays, tensors) into int64 tensors of one code space."""
-    def _arr(x):
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-        return np.asarray(list(x) if not isinstance(x, np.ndarray) else x)
-
-    q, g = _arr(query_labels), _arr(gallery_labels)
-    if q.ndim != 1 or g.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got query {q.shape} and gallery {g.shape}")
-    if q.dtype.kind in "iub" and g.dtype.kind in "iub":
-        return torch.as_tensor(q.astype(np.int64)), torch.as_tensor(g.astype(np.int64))
-    _, inv = np.unique(np.concatenate([q.astype(object), g.astype(object)]).astype(str), return_inverse=True)
-    inv = inv.astype(np.int64)
-    return torch.as_tensor(inv[: len(q)]), torch.as_tensor(inv[len(q):])
-
-
-def _chunk_rows(n_gallery: int, chunk_size: int | None) -> int:
-    if chunk_size is None:
-        return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, n_gallery))
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1 (queries per chunk), got {chunk_size}")
-    return int(chunk_size)
-
-
-def _median(x: torch.Tensor) -> float:
-    """Median as numpy computes it (mean of the two middle values for even n)."""
-    v = torch.sort(x.to(torch.float64)).values
-    n = v.numel()
-    return float(v[n // 2]) if n % 2 else float((v[n // 2 - 1] + v[n // 2]) / 2)
-
-
-# ----------------------------------------------------------------------------------------------
-# fine-grained
-# ----------------------------------------------------------------------------------------------
-def fg_ranks(scores: torch.Tensor, true_index, largest: bool = True,
-             chunk_size: int | None = None) -> torch.Tensor:
-    """Rank of each query's true gallery item: #items scoring at least as well (ties count against).
-
-    ``scores`` [Q, G]; ``true_index`` [Q] gallery index of each query's true item (several queries
-    may share one item). Returns int64 [Q] with values in 1..G.
-    """
-    scores = _check_scores(scores)
-    q_n, g_n = scores.shape
-    t = torch.as_tensor(true_index, dtype=torch.int64, device=scores.device).reshape(-1)
-    if t.numel() != q_n:
-        raise ValueError(f"true_index has {t.numel()} entries, expected one per query ({q_n})")
-    if q_n and (int(t.min()) < 0 or int(t.max()) >= g_n):
-        raise ValueError(f"true_index must lie in [0, {g_n}), got range [{int(t.min())}, {int(t.max())}]")
-    rows = _chunk_rows(g_n, chunk_size)
-    out = torch.empty(q_n, dtype=torch.int64, device=scores.device)
-    def block(a: int, b: int) -> None:
-        s = scores[a:b]  # (q, G)
-        true_s = s.gather(1, t[a:b, None])  # (q, 1)
-        if s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64, torch.float16, torch.int32):
-            x, xt = s.numpy(), true_s.numpy()  # NumPy's SIMD compare + count is ~10x torch's bool sum
-            if x.dtype.kind == "f" and np.isnan(x.max(axis=1)).any():  # max propagates NaN; ~10x torch.isnan
-                raise ValueError("scores contains NaN; retrieval metrics need a total order")
-            better = (x >= xt) if largest else (x <= xt)  # (q, G) bool
-            out[a:b] = torch.from_numpy(better.view(np.uint8).sum(axis=1, dtype=np.int64))
-            return
-        check_finite(s)
-        better = (s >= true_s) if largest else (s <= true_s)
-        out[a:b] = better.sum(1)
-
-    for a in range(0, q_n, rows):
-        n = min(rows, q_n - a)
-        row_parallel(lambda i, j: block(a + i, a + j), n, scores.device)
-    return out
-
-
-def fg_accuracy(scores: torch.Tensor, true_index, ks: Sequence[int] = (1, 5, 10), largest: bool = True,
-                chunk_size: int | None = None) -> dict[str, float]:
-    """Fine-grained acc@K (fraction in [0, 1]), mean and median rank over all queries.
-
-    Every query is ranked against the whole gallery; see :func:`fg_ranks` for the rank rule.
-    Returns ``{"acc@1": .., "acc@5": .., "acc@10": .., "mean_rank": .., "median_rank": .., "n_queries": Q}``.
-    """
-    ks = tuple(int(k) for k in ks)
-    if any(k < 1 for k in ks):
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    r = fg_ranks(scores, true_index, largest=largest, chunk_size=chunk_size)
-    out: dict[str, float] = {f"acc@{k}": float((r <= k).double().mean()) for k in ks}
-    out["mean_rank"] = float(r.double().mean())
-    out["median_rank"] = _median(r)
-    out["n_queries"] = int(r.numel())
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # category-level
 # ----------------------------------------------------------------------------------------------
