@@ -20,8 +20,10 @@ Settings (``--settings``; name -> worker environment / torch calls):
 * ``policy``: whatever :mod:`xmodal_lib.threads` chooses (``thread_env()`` for the process
   environment + ``apply_thread_policy()``), i.e. the library default being measured.
 
-Load: ``--load-procs`` busy-looping Python processes (default: one per CPU core), each ending on
-its own after a deadline, started before and stopped after each loaded worker. Every setting runs
+Each worker times up to ``--steps`` steps and stops after ``--max-seconds`` (at least 3 steps), so
+a badly oversubscribed setting cannot take minutes. Load: ``--load-procs`` busy-looping Python
+processes (default: one per CPU core), each ending on its own after a deadline, started before and
+stopped after each loaded worker. Every setting runs
 quiet then loaded, interleaved, ``--repeats`` times; the median over repeats is reported. The
 system load average is recorded around each run (other users of the machine are not controlled).
 
@@ -102,8 +104,9 @@ def _rn_block_fn(n_photos: int):
     return run
 
 
-def worker(workload: str, setting: str, steps: int, warmup: int, intra: int | None, interop: int | None) -> dict:
-    """Time ``steps`` calls of the workload in this process; returns step times in ms."""
+def worker(workload: str, setting: str, steps: int, warmup: int, intra: int | None, interop: int | None,
+           max_seconds: float) -> dict:
+    """Time up to ``steps`` calls (stopping after ``max_seconds``) of the workload; step times in ms."""
     import torch
 
     if setting == "policy":
@@ -124,7 +127,9 @@ def worker(workload: str, setting: str, steps: int, warmup: int, intra: int | No
         t = time.perf_counter()
         fn()
         ts.append((time.perf_counter() - t) * 1e3)
-    return {"median_ms": statistics.median(ts), "mean_ms": statistics.fmean(ts), "min_ms": min(ts),
+        if time.perf_counter() - t_all > max_seconds and len(ts) >= 3:
+            break
+    return {"steps_done": len(ts), "median_ms": statistics.median(ts), "mean_ms": statistics.fmean(ts), "min_ms": min(ts),
             "total_s": time.perf_counter() - t_all, "threads": torch.get_num_threads(),
             "interop_threads": torch.get_num_interop_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
@@ -154,7 +159,8 @@ def run_one(workload: str, setting: str, loaded: bool, a: argparse.Namespace) ->
     """One worker subprocess (with ``a.load_procs`` spinners next to it when ``loaded``)."""
     _, intra, interop = SETTINGS[setting]
     cmd = [sys.executable, __file__, "--worker", workload, "--setting", setting, "--steps", str(a.steps),
-           "--warmup", str(a.warmup), "--intra", str(intra or 0), "--interop", str(interop or 0)]
+           "--warmup", str(a.warmup), "--max-seconds", str(a.max_seconds),
+           "--intra", str(intra or 0), "--interop", str(interop or 0)]
     load0 = os.getloadavg()[0]
     spin = _spinners(a.load_procs, a.worker_timeout) if loaded else []
     try:
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--max-seconds", type=float, default=15.0, help="a worker stops timing after this (>= 3 steps)")
     ap.add_argument("--load-procs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--worker-timeout", type=float, default=300.0, help="seconds per worker (spinners end then too)")
     ap.add_argument("--quick", action="store_true", help="teacher only, settings t2,policy, 3 steps, one repeat (test)")
@@ -208,7 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--interop", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.worker, a.setting, a.steps, a.warmup, a.intra or None, a.interop or None)))
+        print(json.dumps(worker(a.worker, a.setting, a.steps, a.warmup, a.intra or None, a.interop or None,
+                                a.max_seconds)))
         return {}
     if a.quick:
         a.steps, a.warmup, a.repeats, a.settings, a.workloads = 3, 1, 1, "t2,policy", "teacher"

@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from xmodal_lib.models.attention import set_attention_impl  # noqa: E402
 from xmodal_lib.models.zse import ZSEConfig, ZSESBIR  # noqa: E402
-from xmodal_lib.pipelines.zse_eval import (build_cache, scores_rn, scores_rn_naive,  # noqa: E402
+from xmodal_lib.pipelines.zse_eval import (SACache, build_cache, scores_rn, scores_rn_naive,  # noqa: E402
                                            scores_rn_rerank, scores_ret)
+from xmodal_lib.pipelines.zse_rn_eval import PairScorer, pair_flops  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics  # noqa: E402
 from xmodal_lib.retrieval.search import similarity  # noqa: E402
 
@@ -174,6 +176,131 @@ def ret_full(model: ZSESBIR, Q: int, G: int, n_classes: int, dev: torch.device, 
             "p100": m["p@100"], "score_matrix": list(scores.shape)}
 
 
+def gemm_rate(n: int, reps: int, dev: torch.device, dtype: torch.dtype) -> float:
+    """Sustained FLOP/s of an n x n x n GEMM of ``dtype`` (median of ``reps`` after one warm-up)."""
+    a, b = (torch.randn(n, n, device=dev).to(dtype) for _ in range(2))
+    return 2 * n ** 3 / _median_time(lambda: a @ b, reps, dev, warmup=1)
+
+
+def _sa_flops(model: ZSESBIR, dev: torch.device, restore: str) -> int:
+    """FLOPs of one image through SA (FlopCounterMode; explicit attention so matmuls are counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    set_attention_impl(model, "explicit")
+    x = torch.randn(1, 3, model.cfg.img_size, model.cfg.img_size, device=dev)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.sa_features(x, "photo")
+    set_attention_impl(model, restore)
+    return int(fc.get_total_flops())
+
+
+def roofline(model: ZSESBIR, Q: int, G: int, ks: list[int], block_g: int, naive_block: int, n_naive: int,
+             gemm_n: int, dev: torch.device, dtype: torch.dtype, seed: int, attention: str) -> dict:
+    """Exhaustive CA + RN pair scoring (random SA tokens) against the measured GEMM rate; rerank@k; naive.
+
+    SA token values do not change the cost of a pair, so the Q + G images are random token sets
+    (N(0, 1), the scale of the SA's normed outputs); SA itself is timed per image on real-size inputs.
+    """
+    g = torch.Generator(device=dev).manual_seed(seed)
+    fl = pair_flops(model)
+    D, N = fl["dim"], fl["tokens"]
+    pos = torch.arange(N, device=dev)
+    tok = lambda n: torch.randn(n, 1 + N, D, generator=g, device=dev)  # noqa: E731
+    peak = gemm_rate(gemm_n, 3, dev, dtype)
+    sc = PairScorer(model)
+    with torch.no_grad():
+        sk = sc.project(tok(Q), pos.expand(Q, N), "sketch")
+        sc.score_block(sk, sc.project(tok(block_g), pos.expand(block_g, N), "photo"))  # warm-up
+        t_pairs = t_proj = 0.0
+        chunk = max(block_g, 256)
+        for j in range(0, G, chunk):
+            c = min(chunk, G - j)
+            x = tok(c)
+            ph, t = _timed(lambda: sc.project(x, pos.expand(c, N), "photo"), dev)
+            t_proj += t
+            for b in range(0, c, block_g):
+                t_pairs += _timed(lambda: sc.score_block(sk, ph.select(slice(b, b + block_g))), dev)[1]
+        t_pair = t_pairs / (Q * G)
+        # the previous cached path (CrossAttention.project + pairs_from_cache, tensors repeated per pair)
+        xs, xp = tok(Q), tok(block_g)
+        old_s = SACache(xs, pos.expand(Q, N), model.ca.project(xs, "sketch"), "sketch")
+        old_p = SACache(xp, pos.expand(block_g, N), model.ca.project(xp, "photo"), "photo")
+        t_old = _median_time(lambda: scores_rn(model, old_s, old_p, block_q=Q, block_g=block_g), 2, dev, 1) / (Q * block_g)
+        # official per-pair CA + RN from raw tokens (pair_forward), and SA per image at full size
+        xs, xp = tok(n_naive), tok(n_naive)
+        pn = pos.expand(n_naive, N)
+        t_naive_pair = _median_time(lambda: model.pair_forward(xs, pn, xp, pn), 2, dev, 1) / n_naive
+        img = torch.randn(2, 3, model.cfg.img_size, model.cfg.img_size, generator=g, device=dev)
+        t_sa_img = _median_time(lambda: model.sa_features(img, "photo"), 2, dev, 1) / 2
+        # rerank@k: ret search over (Q, G) + RN on Q*k row-paired shortlists
+        e_s, e_p = torch.randn(Q, D, generator=g, device=dev), torch.randn(G, D, generator=g, device=dev)
+        t_ret = _median_time(lambda: similarity(e_s, e_p, metric="cosine").topk(max(ks), dim=1), 3, dev, 1)
+        rer = []
+        for k in ks:
+            n = Q * k
+            a, b = sc.project(tok(n), pos.expand(n, N), "sketch"), sc.project(tok(n), pos.expand(n, N), "photo")
+            step = Q * block_g
+            t_rn = _median_time(lambda: [sc.score_pairs(a.select(slice(i, i + step)), b.select(slice(i, i + step)))
+                                         for i in range(0, n, step)], 1, dev, 1)
+            t_ex = t_pair * Q * G
+            rer.append({"k": k, "k_over_G": k / G, "time_s": t_ret + t_rn, "rn_s": t_rn, "ret_search_s": t_ret,
+                        "time_over_exhaustive": (t_ret + t_rn) / t_ex, "rn_per_pair_over_block_per_pair": t_rn / n / t_pair})
+    sa_fl = _sa_flops(model, dev, attention)
+    t_proj_img = t_proj / G
+
+    def per_pair(q: int, gal: int) -> dict:
+        """FLOPs and (measured-component) seconds per pair for q x gal; per-image SA/projections shared out."""
+        naive_sa = 1 / gal + math.ceil(q / naive_block) / q  # official: photo SA again for every sketch block
+        once = 1 / gal + 1 / q  # ours: SA (+ projections) once per image
+        nf, cf = fl["official_pair"] + sa_fl * naive_sa, fl["cached"] + (fl["projections_per_image"] + sa_fl) * once
+        nt, ct = t_naive_pair + t_sa_img * naive_sa, t_pair + (t_proj_img + t_sa_img) * once
+        return {"queries": q, "gallery": gal, "naive_flops": nf, "cached_flops": cf, "naive_s": nt, "cached_s": ct,
+                "naive_over_cached_flop_bound": nf / cf, "naive_over_cached_measured": nt / ct}
+
+    here, s25 = per_pair(Q, G), per_pair(SKETCHY25[0], SKETCHY25[1])
+    return {
+        "gemm_n": gemm_n, "dtype": str(dtype).replace("torch.", ""), "peak_flops": peak, "flops_per_pair": fl,
+        "sa_flops_per_image": sa_fl, "pairs": Q * G, "exhaustive_pairs_s": t_pairs, "pair_s": t_pair,
+        "achieved_flops": fl["cached"] / t_pair, "achieved_fraction_of_gemm": fl["cached"] / t_pair / peak,
+        "projection_s_per_image": t_proj_img, "sa_s_per_image": t_sa_img,
+        "previous_cached_pair_s": t_old, "speedup_vs_previous_cached": t_old / t_pair,
+        "naive": {"block": naive_block, "pair_s_ca_rn": t_naive_pair,
+                  "achieved_fraction_of_gemm": fl["official_pair"] / t_naive_pair / peak},
+        "naive_over_cached": {"this_run": here, "sketchy25": s25,
+                              "note": "seconds from measured components (pair time, SA and projections per image)"},
+        "rerank": rer,
+        "sketchy25_projection_s": {"exhaustive_cached": SKETCHY25[0] * SKETCHY25[1] * t_pair
+                                   + (SKETCHY25[0] + SKETCHY25[1]) * (t_sa_img + t_proj / G),
+                                   "naive_official": SKETCHY25[0] * SKETCHY25[1] * t_naive_pair
+                                   + (math.ceil(SKETCHY25[0] / naive_block) * SKETCHY25[1] + SKETCHY25[0]) * t_sa_img},
+    }
+
+
+def print_roofline(r: dict) -> None:
+    fl = r["flops_per_pair"]
+    print(f"FLOPs per pair (CA + RN, cached): {fl['cached'] / 1e9:.3f} G (attention {fl['ca_attention'] / 1e9:.3f}, "
+          f"out-proj {fl['ca_out_proj'] / 1e9:.3f}, FFN {fl['ca_ffn'] / 1e9:.3f}, RN conv {fl['rn_conv'] / 1e9:.3f}, "
+          f"kernel+MLP {(fl['rn_kernel'] + fl['rn_mlp']) / 1e9:.4f}); official per pair {fl['official_pair'] / 1e9:.3f} G; "
+          f"SA {r['sa_flops_per_image'] / 1e9:.2f} G per image")
+    print(f"GEMM {r['gemm_n']}^3 {r['dtype']}: {r['peak_flops'] / 1e9:.1f} GFLOP/s")
+    print(f"exhaustive ({r['pairs']} pairs): {r['pair_s'] * 1e3:.2f} ms/pair, {r['achieved_flops'] / 1e9:.1f} GFLOP/s = "
+          f"{100 * r['achieved_fraction_of_gemm']:.1f} % of the GEMM rate; previous cached path "
+          f"{r['previous_cached_pair_s'] * 1e3:.2f} ms/pair ({r['speedup_vs_previous_cached']:.2f}x slower)")
+    nv = r["naive"]
+    print(f"official per-pair CA + RN (no cache): {nv['pair_s_ca_rn'] * 1e3:.2f} ms/pair "
+          f"({100 * nv['achieved_fraction_of_gemm']:.1f} % of the GEMM rate); naive scheme: photo SA per block of {nv['block']}")
+    for name, b in r["naive_over_cached"].items():
+        if isinstance(b, dict):
+            print(f"  naive/cached at {b['queries']} x {b['gallery']}: measured {b['naive_over_cached_measured']:.2f}x, "
+                  f"bound from FLOP counts {b['naive_over_cached_flop_bound']:.2f}x")
+    print(f"{'rerank k':>9s} {'k/G':>7s} {'time [s]':>9s} {'/ exhaustive':>13s}")
+    for x in r["rerank"]:
+        print(f"{x['k']:9d} {x['k_over_G']:7.4f} {x['time_s']:9.3f} {x['time_over_exhaustive']:13.4f}")
+    p = r["sketchy25_projection_s"]
+    print(f"Sketchy-25 projection: exhaustive cached {p['exhaustive_cached'] / 3600:.1f} h, naive official "
+          f"{p['naive_official'] / 3600:.1f} h")
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default=None, help="cpu | cuda (default cpu; cuda with --preset)")
@@ -191,6 +318,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ret-full", action="store_true", help="with --scale: run the ret mode at full size")
     ap.add_argument("--embed-batch", type=int, default=None, help="images per SA batch in --ret-full")
     ap.add_argument("--samples", type=int, default=5, help="blocks timed per cost in --scale mode")
+    ap.add_argument("--roofline", action="store_true",
+                    help="exhaustive CA + RN pair scoring vs the measured GEMM rate (default paper model, 2 x 2000)")
+    ap.add_argument("--rerank-ks", default="25,100,400", help="k values of the rerank scaling in --roofline")
+    ap.add_argument("--pair-block", type=int, default=16, help="photos per pair block in --roofline (x all queries)")
+    ap.add_argument("--naive-pairs", type=int, default=8, help="pairs timed for the official per-pair path")
+    ap.add_argument("--gemm-n", type=int, default=2048, help="n of the n^3 GEMM whose rate is the roofline")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -203,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
         a.model = a.model or "paper"
         a.precision = a.precision or "bf16"
         a.device = a.device or "cuda"
+    if a.roofline:
+        return main_roofline(a)
     if a.quick:
         a.queries, a.gallery, a.rerank_k, a.block, a.model, a.samples = 24, 50, 10, 8, "tiny", 2
     a.model = a.model or "small"
@@ -253,6 +388,43 @@ def main(argv: list[str] | None = None) -> dict:
     out.write_text(json.dumps(report, indent=2))
     print(f"-> {out}")
     return report
+
+
+def main_roofline(a: argparse.Namespace) -> dict:
+    """``--roofline``: table + JSON ``bench_zse_eval_roofline[_quick]_<device>_<precision>.json``."""
+    if a.quick:
+        a.model, a.gemm_n, a.rerank_ks, a.pair_block, a.naive_pairs = "tiny", 256, "5,10", 8, 4
+    Q = 2 if a.queries == 200 else a.queries  # the end-to-end defaults do not apply here
+    G = (40 if a.quick else 2000) if a.gallery == 500 else a.gallery
+    dev = torch.device(a.device or "cpu")
+    prec = a.precision or "auto"
+    prec = ("bf16" if dev.type == "cuda" else "fp32") if prec == "auto" else prec
+    torch.manual_seed(a.seed)
+    model = ZSESBIR(ZSEConfig(**MODELS[a.model or "paper"])).to(dev).eval()
+    set_attention_impl(model, a.attention)
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    ks = [int(k) for k in a.rerank_ks.split(",")]
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if prec == "bf16" else contextlib.nullcontext()
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0 = time.perf_counter()
+    with amp:
+        r = roofline(model, Q, G, ks, a.pair_block, a.block, a.naive_pairs, a.gemm_n, dev, dtype, a.seed, a.attention)
+    r.update(benchmark="bench_zse_eval", mode="roofline", device=str(dev), threads=torch.get_num_threads(),
+             gpu=torch.cuda.get_device_name(dev) if dev.type == "cuda" else None, model=a.model or "paper",
+             model_config=model.cfg.to_dict(), precision=prec, attention=a.attention, queries=Q, gallery=G,
+             wall_s=time.perf_counter() - t0, quick=a.quick, loadavg_before=load0,
+             loadavg_after=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+             torch=torch.__version__, date_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+             target_fraction_ge_50pct=r["achieved_fraction_of_gemm"] >= 0.5)
+    print(f"ZSE-SBIR CA + RN roofline, {Q} queries x {G} gallery, model {r['model']}, {dev}, {prec}, "
+          f"{r['threads']} threads, load avg {load0} -> {r['loadavg_after']}")
+    print_roofline(r)
+    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / (
+        f"bench_zse_eval_roofline{'_quick' if a.quick else ''}_{dev.type}_{prec}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2))
+    print(f"-> {out}")
+    return r
 
 
 if __name__ == "__main__":

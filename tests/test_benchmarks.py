@@ -21,7 +21,9 @@ BENCH = repo_root() / "benchmarks"
 
 RUNS = {  # script -> list of argument lists (each one a subprocess run)
     "bench_train.py": [["--quick", "--batches", "2", "--steps", "1", "--warmup", "1", "--loader-workers", "1"]],
-    "bench_zse_eval.py": [["--quick"], ["--quick", "--scale", "custom", "--ret-full", "--samples", "1"]],
+    "bench_zse_eval.py": [["--quick"], ["--quick", "--scale", "custom", "--ret-full", "--samples", "1"],
+                          ["--roofline", "--quick"]],
+    "bench_threads.py": [["--quick", "--load-procs", "1"]],
     "bench_faiss_shards.py": [["--quick"]],
     "bench_metrics.py": [["--quick", "--threads", "1", "--skip-quickdraw"]],
 }
@@ -103,6 +105,57 @@ def test_bench_zse_eval_quick(tmp_path):
     assert full["score_matrix"] == [s["queries"], s["gallery"]] and _finite_pos(full["embed_s"])
     assert 0.0 < full["map_all_voc"] < 1.0
     assert all(_finite_pos(v) for v in s["measured"].values() if isinstance(v, float))
+
+
+@pytest.mark.slow
+def test_bench_zse_roofline_quick(tmp_path):
+    r = _run("bench_zse_eval.py", RUNS["bench_zse_eval.py"][2], tmp_path / "roof.json")
+    assert r["mode"] == "roofline" and r["pairs"] == r["queries"] * r["gallery"]
+    fl = r["flops_per_pair"]
+    assert fl["cached"] == fl["ca_attention"] + fl["ca_out_proj"] + fl["ca_ffn"] + fl["rn_conv"] + fl["rn_kernel"] + fl["rn_mlp"]
+    assert fl["official_pair"] > fl["cached"] > 0 and r["sa_flops_per_image"] > 0
+    for key in ("peak_flops", "pair_s", "achieved_flops", "achieved_fraction_of_gemm", "previous_cached_pair_s"):
+        assert _finite_pos(r[key]), key
+    for b in r["naive_over_cached"].values():
+        if isinstance(b, dict):
+            assert b["naive_over_cached_flop_bound"] > 1.0 and _finite_pos(b["naive_over_cached_measured"])
+    assert [x["k"] for x in r["rerank"]] == [5, 10] and all(_finite_pos(x["time_over_exhaustive"]) for x in r["rerank"])
+    assert all(_finite_pos(v) for v in r["sketchy25_projection_s"].values())
+
+
+@pytest.mark.slow
+def test_bench_threads_quick(tmp_path):
+    r = _run("bench_threads.py", RUNS["bench_threads.py"][0], tmp_path / "threads.json")
+    rows = r["table"]["teacher"]
+    assert set(rows) == {"t2", "policy"} and r["load_procs"] == 1
+    for s, x in rows.items():
+        assert _finite_pos(x["quiet_ms"]) and _finite_pos(x["loaded_ms"]) and _finite_pos(x["slowdown"]), s
+    by = {(x["setting"], x["loaded"]): x for x in r["runs"]}
+    assert by[("t2", False)]["omp_wait_policy"] is None and by[("t2", False)]["threads"] == 2
+    assert by[("policy", False)]["omp_wait_policy"] == "PASSIVE"  # the library's policy reached the worker
+    assert set(r["targets"]["teacher"]) == {"slowdown_le_2x", "quiet_speed_drop_le_10pct"}
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: every stage of the GPU check at tiny size on CPU."""
+    out = tmp_path / "gpu_check"
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--dry-run", str(out)], capture_output=True,
+                          text=True, timeout=900, env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, f"gpu_check.sh --dry-run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dry_run"] is True
+    assert [(s["name"], s["rc"]) for s in summary["stages"]] == [
+        ("train_teacher", 0), ("train_others", 0), ("zse_roofline", 0), ("metrics", 0)]
+    teacher = json.loads((out / "bench_train_teacher.json").read_text())
+    assert teacher["methods"] == ["xmodalvit_teacher"]
+    others = json.loads((out / "bench_train_others.json").read_text())
+    assert {x["regime"] for x in others["rows"] if x["status"] == "ok"} == {"fp32_eager_explicit", "bf16_sdpa"}
+    roof = json.loads((out / "bench_zse_eval_roofline.json").read_text())
+    assert _finite_pos(roof["achieved_fraction_of_gemm"])
+    metrics = json.loads((out / "bench_metrics.json").read_text())
+    assert metrics["values_match"] is True and metrics["quickdraw"]["seconds"] > 0
 
 
 def test_bench_faiss_shards_quick(tmp_path):
