@@ -310,6 +310,19 @@ def test_cli_pretrained_malicious_pth_one_line_exit_2(tmp_path: Path, capsys, mo
     assert err.count("\n") == 1 and "refused: untrusted pickle" in err and "weights_only" not in err, err
 
 
+def test_garbage_pth_and_missing_weights_name_the_file(tmp_path: Path) -> None:
+    from xmodal_lib.checkpoint import load_weights
+    from xmodal_lib.errors import CheckpointError
+    from xmodal_lib.models.backbones import load_weights_file
+
+    junk = tmp_path / "vit.pth"
+    junk.write_bytes(b"\x0c" + b"not a checkpoint " * 16)  # fixed bytes: no chance of a valid opcode run
+    with pytest.raises(CheckpointError, match=r"vit\.pth.*not a readable torch weight file"):
+        load_weights_file(junk)
+    with pytest.raises(CheckpointError, match=r"checkpoint file missing: .*nope\.safetensors"):
+        load_weights(make_model(), tmp_path / "nope")
+
+
 # --------------------------------------------------------------------------- one error surface
 
 
@@ -353,6 +366,22 @@ def test_cli_bad_input_paths_are_one_line_exit_2(tmp_path: Path, capsys, monkeyp
 
 
 # --------------------------------------------------------------------------- reproduce: signals, run folders
+
+
+def test_reproduce_runs_folder_not_creatable_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    import nbformat
+
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("SEED = 0")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, str(nbdir / "00_x.ipynb"))
+    (tmp_path / "afile").write_text("x")
+    code = cli.main(["reproduce", "--notebooks-dir", str(nbdir), "--runs-dir", str(tmp_path / "afile" / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: runs folder {tmp_path / 'afile' / 'runs'}: cannot be created"), err
 
 
 def test_run_folders_are_created_atomically_under_concurrency(tmp_path: Path, monkeypatch) -> None:

@@ -66,9 +66,14 @@ def _torch_load_refusing_code(p: Path, source: str) -> Any:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         wanted = re.search(r"GLOBAL ([\w.]+)", str(e))
-        what = f" (it asks for {wanted.group(1)})" if wanted else ""
-        raise UntrustedPickleError(f"{source}: refused: untrusted pickle{what}; only plain tensors can be "
-                                   f"loaded from {p.name}; convert trusted weights to .safetensors") from None
+        if wanted is None:  # not a pickle that names code: a damaged or foreign file
+            stop = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+            raise CheckpointError(f"{source}: not a readable torch weight file (the weights-only reader stopped: "
+                                  f"{stop.group(1).strip() if stop else 'unknown content'}); nothing in it "
+                                  f"was executed") from None
+        raise UntrustedPickleError(f"{source}: refused: untrusted pickle (it asks for {wanted.group(1)}); only "
+                                   f"plain tensors can be loaded from {p.name}, nothing in it was executed; "
+                                   f"convert trusted weights to .safetensors") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{source}: not a readable torch weight file ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
