@@ -79,8 +79,8 @@ class Zygote:
     def __init__(self, tmp: Path) -> None:
         script = tmp / "zygote.py"
         script.write_text(ZYGOTE)
-        self.proc = subprocess.Popen([sys.executable, str(script), str(tmp / "warmup")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen([sys.executable, str(script), str(tmp / "warmup")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def start(self, out: Path, pause: float = 0.0) -> int:
         self.proc.stdin.write(f"{out} {pause}\n")

@@ -385,6 +385,21 @@ def _kill_children() -> None:
             pass
 
 
+def _interrupted(err: BaseException | None, records: list[NotebookRecord], manifest: dict[str, Any],
+                 run_dir: Path, log: Callable[[str], None]) -> Interrupted:
+    """Mark every ``running`` record ``interrupted`` and, for ``err`` (a KeyboardInterrupt), the manifest's
+    ``interrupted_by``; returns the :class:`Interrupted` to raise (it carries ``run_dir``)."""
+    stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
+    stop.run_dir = run_dir
+    if err is not None:
+        manifest["interrupted_by"] = signal.Signals(stop.signum).name
+        log(f"  INTERRUPTED ({stop})")
+    for r in records:
+        if r.status == "running":
+            r.status, r.error = "interrupted", {"ename": "Interrupted", "evalue": str(stop), "cell_index": None}
+    return stop
+
+
 def _raise_on_signals() -> Callable[[], None]:
     """Make SIGTERM (and SIGINT) raise :class:`~xmodal_lib.errors.Interrupted` in the main thread, once:
     the first signal kills the running kernel and stops the run so it is recorded; later ones get the
@@ -554,22 +569,14 @@ def reproduce(
             log(f"  ok in {rec.wall_s:.1f} s")
             flush()
     except KeyboardInterrupt as err:  # SIGINT, or SIGTERM through _raise_on_signals: record, write, stop
-        stop = err if isinstance(err, Interrupted) else Interrupted(signal.SIGINT)
-        stop.run_dir = run_dir
-        manifest["interrupted_by"] = signal.Signals(stop.signum).name
-        for r in records:
-            if r.status == "running":
-                r.status, r.error = "interrupted", {"ename": "Interrupted", "evalue": str(stop), "cell_index": None}
-        log(f"  INTERRUPTED ({stop})")
-        raise stop from None
+        raise _interrupted(err, records, manifest, run_dir, log) from None
     finally:
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        for r in records:  # interrupted between two notebooks or while recording one
-            r.status = "interrupted" if r.status == "running" else r.status
+        _interrupted(None, records, manifest, run_dir, log)  # a record still "running" was interrupted
         results = collect_results(artifacts)
         manifest["total_wall_s"] = round(time.perf_counter() - t_all, 2)
         manifest["status"] = "failed" if failure else (

@@ -258,6 +258,15 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     return sorted((s for s in stems if s.with_name(s.name + ".safetensors").is_file()), key=lambda s: s.name)
 
 
+def _prepare_checkpoint_dir(ckpt_dir: Path) -> None:
+    """Create ``ckpt_dir``, prove it writable (``OutputError`` before any step) and remove what a killed
+    checkpoint write left there, with a warning per file."""
+    ensure_writable_dir(ckpt_dir, "checkpoint folder")
+    for p in clean_checkpoint_dir(ckpt_dir):
+        warnings.warn(f"fit: removed {p.name} from {ckpt_dir}, left by an interrupted checkpoint write",
+                      stacklevel=3)
+
+
 def _restore(model: nn.Module, state_modules: dict[str, nn.Module], opt: torch.optim.Optimizer, sched: Any,
              cfg: TrainConfig, config: dict[str, Any], device: torch.device, out_dir: Path,
              allow_changed: bool) -> tuple[Path, dict[str, Any]] | None:
@@ -357,10 +366,7 @@ def fit(
     ckpt_dir = out_dir / "checkpoints"
     world, main = D.world_size(), D.is_main_process()
     if main:
-        ensure_writable_dir(ckpt_dir, "checkpoint folder")
-        for p in clean_checkpoint_dir(ckpt_dir):
-            warnings.warn(f"fit: removed {p.name} from {ckpt_dir}, left by an interrupted checkpoint write",
-                          stacklevel=2)
+        _prepare_checkpoint_dir(ckpt_dir)
     device = resolve_device(cfg.device)
     if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
         raise ValueError(f"TrainConfig.precision={cfg.precision!r} needs a CUDA device; use 'auto' or 'fp32' on CPU")
