@@ -109,6 +109,18 @@ def test_cli_resume_changed_flag_reaches_fit(tmp_path: Path, monkeypatch) -> Non
     assert T._RESUME_POLICY["allow_changed_setup"] is False
 
 
+def test_cli_resume_with_a_changed_setup_is_refused_before_any_data(tmp_path: Path, capsys, monkeypatch) -> None:
+    from xmodal_lib.pipelines.crossatnet import CrossATNetRunConfig
+
+    stored = {**cli._make_config(CrossATNetRunConfig, "smoke", None, {}).to_dict(), "batch_size": 7}
+    save_tensors(tmp_path / "o" / "checkpoints" / "step_00000004", {"rng.torch": torch.get_rng_state()},
+                 {"config": stored, "train_config": {}})
+    monkeypatch.setattr(cli, "_train_method", lambda *a: pytest.fail("data loading started"))
+    assert cli.main(["train", "crossatnet", "--out", str(tmp_path / "o"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step_00000004" in err and "batch_size: 7 in the checkpoint, 32 now" in err, err
+
+
 # --------------------------------------------------------------------------- resume: damaged files
 
 

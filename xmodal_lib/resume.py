@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import _json_default, check_state_dict, load_tensors, remove_stale_temps
+from .checkpoint import _json_default, check_state_dict, load_tensors, read_json, remove_stale_temps
 from .errors import CheckpointError, ResumeMismatchError
 
 #: TrainConfig fields that may change between a run and its resume (they do not change the numbers).
@@ -133,6 +133,28 @@ def choose_checkpoint(stems: list[Path], model: nn.Module, state_modules: dict[s
     if skipped:
         raise CheckpointError(f"resume: no readable checkpoint among {len(skipped)}: " + " | ".join(skipped))
     return None
+
+
+def precheck(out_dir: str | Path, config: dict[str, Any]) -> None:
+    """Before any data is read: :class:`ResumeMismatchError` when the newest readable checkpoint in
+    ``out_dir/checkpoints`` stored a method config that differs from ``config`` (the fields named).
+
+    Cheap (JSON only) and safe on every rank; a folder without a readable checkpoint passes (``fit``
+    then decides: fallback, fresh start or error), and the TrainConfig is compared again in ``fit``."""
+    d = Path(out_dir) / "checkpoints"
+    stems = sorted(p.with_suffix("") for p in d.glob("step_*.json")) if d.is_dir() else []
+    for stem in reversed(stems):
+        try:
+            meta = read_json(stem.with_name(stem.name + ".json"))
+        except CheckpointError:
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("config"), dict):
+            diffs = setup_differences({"config": meta["config"]}, {}, config)
+            if diffs:
+                raise ResumeMismatchError(
+                    f"--resume from {stem}: the setup changed ({'; '.join(diffs)}); resume with the stored "
+                    f"settings, use a new --out, or allow it explicitly with --resume-changed")
+            return
 
 
 def apply_new_rates(opt: torch.optim.Optimizer, sched: Any, lr: float, weight_decay: float) -> None:
