@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the notebooks and the parameters a profile sets")
     ls.add_argument("--profile", default="smoke")
     ls.add_argument("--notebooks-dir", type=Path, default=None)
+    ls.add_argument("--all", action="store_true", help="every parameter, not only those the profile changes")
 
     from .official import commands as official_commands  # convert-official, evaluate
 
@@ -106,9 +107,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
         defaults = notebook_parameters(nb)
         prof = profile_params(args.profile, nb.stem, nb_dir)
         print(nb.name)
+        changed = {k for k in defaults if k in prof and prof[k] != defaults[k]}  # what the profile changes
         for k, v in defaults.items():
-            mark = f"  -> {prof[k]!r} ({args.profile})" if k in prof else ""
-            print(f"    {k} = {v!r}{mark}")
+            if k in changed or args.all:
+                mark = f"  -> {prof[k]!r} ({args.profile})" if k in changed else ""
+                print(f"    {k} = {v!r}{mark}")
+        if not args.all and len(defaults) > len(changed):
+            print(f"    ({len(defaults) - len(changed)} more as the notebook's defaults; --all lists them)")
     return 0
 
 
@@ -246,10 +251,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if D.is_main_process():  # before any data is read: a folder we cannot write is bad input, found now
         ensure_writable_dir(out, "--out")
     args.resume = args.resume or args.resume_changed
-    if args.resume and not args.resume_changed:  # every rank (same files): a changed setup is refused now
-        from .resume import precheck
-
-        precheck(out, cfg.to_dict())
     progress = not args.no_progress and D.is_main_process()
     with loop_overrides(**loop), allow_changed_setup(args.resume_changed):
         res, path, evaluate = _train_method(args, cfg, out, progress)

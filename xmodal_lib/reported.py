@@ -136,3 +136,41 @@ def reported_for(ours: str, setting: str | None, metric: str) -> Reported | None
 def as_records(rows: list[Reported] | tuple[Reported, ...] = REPORTED) -> list[dict]:
     """Plain dicts (for JSON / pandas), each with ``"kind": "reported"``."""
     return [{**asdict(r), "kind": "reported", "convention": CONVENTIONS[r.metric]} for r in rows]
+
+
+def comparison(ours: dict[str, dict[str, float]], setting: str | None,
+               queries_x_gallery: str = "") -> list[dict]:
+    """One row per (our method, metric) that has a published counterpart in exactly ``setting``:
+    ours, reported, difference (ours - reported), the setting (split) and the metric convention.
+
+    ``ours`` = ``{method_key: {metric: value}}`` with :mod:`xmodal_lib.reported` method keys
+    (``zse_ret``, ``zse_rn``, ``xmodalvit``); ``queries_x_gallery`` (e.g. ``"50 x 50"``) goes in
+    every row so a run on a subset is visible as one. Empty when ``setting`` is None.
+    """
+    if setting is None:
+        return []
+    if setting not in SETTINGS:
+        raise ValueError(f"setting: expected None or one of {sorted(SETTINGS)}, got {setting!r}")
+    rows = []
+    for method, vals in ours.items():
+        for metric, value in vals.items():
+            r = reported_for(method, setting, metric) if isinstance(value, (int, float)) else None
+            if r is None or value is None:
+                continue
+            rows.append({"method": method, "reported_as": f"{r.method} [{r.paper}]", "metric": metric,
+                         "ours": float(value), "reported": r.value, "difference": float(value) - r.value,
+                         "setting": SETTINGS[setting], "ours_queries_x_gallery": queries_x_gallery,
+                         "convention": CONVENTIONS[metric], "source": r.source})
+    return rows
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    """:func:`comparison` rows as a Markdown table (every row names its setting and convention)."""
+    if not rows:
+        return "no published number matches these methods, metrics and setting: nothing to compare."
+    head = "| ours | reported as | metric | ours | reported | ours - reported | setting (split) | our Q x G | convention |"
+    out = [head, "|---" * 9 + "|"]
+    for r in rows:
+        out.append(f"| {r['method']} | {r['reported_as']} | `{r['metric']}` | {r['ours']:.4f} | {r['reported']:.4f} "
+                   f"| {r['difference']:+.4f} | {r['setting']} | {r['ours_queries_x_gallery']} | {r['convention']} |")
+    return "\n".join(out)

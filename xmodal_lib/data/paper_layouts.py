@@ -53,9 +53,16 @@ def _family(cls: str) -> str:
     return cls if cls in SHAPES else _FAMILIES[_code(cls) % len(_FAMILIES)]
 
 
+def _ink(sketch):
+    """Black strokes on white like the releases' sketches (the generator's are grey, anti-aliased;
+    ZSE-SBIR's crop needs R+G+B <= 300 somewhere)."""
+    return sketch.point(lambda v: 0 if v < 200 else 255)
+
+
 def _draw(cfg: SyntheticConfig, cls: str, i: int, stream: int = 0):
-    """(photo, sketches) of instance i of a (possibly real) class name."""
-    return draw_instance(cfg, _family(cls), (_code(cls) % 10_000) * 1000 + i, stream)
+    """(photo, sketches) of instance i of a (possibly real) class name; sketches in black ink."""
+    photo, sketches = draw_instance(cfg, _family(cls), (_code(cls) % 10_000) * 1000 + i, stream)
+    return photo, [_ink(s) for s in sketches]
 
 
 def _cfg(size: int, sketches: int, seed: int, fg: bool = False) -> SyntheticConfig:
@@ -82,7 +89,7 @@ def write_qmul_v2(root: str | Path, name: str = "ShoeV2", n_train: int = 4, n_te
             photo, sketches = draw_instance(cfg, cls, i, stream)
             photo.save(out / f"{split}B" / f"{pid}.png")
             for k, sk in enumerate(sketches, 1):
-                sk.save(out / f"{split}A" / f"{pid}_{k}.png")
+                _ink(sk).save(out / f"{split}A" / f"{pid}_{k}.png")
     return out
 
 

@@ -48,6 +48,7 @@ class CompareConfig:
     xmodal_teacher_steps: int = 40
     xmodal_student_steps: int = 40
     max_test_sketches: int | None = None  # subsample queries (every n-th) to bound CPU time
+    scale_file: str | None = None  # YAML with notebook sections (01/02, 03, 04): their fields applied to models trained here
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
@@ -172,6 +173,23 @@ def _artifact(name: str, cfg: CompareConfig) -> Path | None:
     return p
 
 
+def _scaled(base: Any, cfg: CompareConfig, stems: tuple[str, ...]) -> Any:
+    """``base`` with the parameters of ``cfg.scale_file``'s notebook sections ``stems`` (upper-case
+    names, e.g. ``DIM``) that are fields of ``base``: how a CI run shrinks the models trained here
+    to the scale of its notebooks 01-04 (unchanged without a scale file)."""
+    if not cfg.scale_file:
+        return base
+    from ..runner import load_yaml_params
+
+    data = load_yaml_params(Path(cfg.scale_file))
+    names = {f.name for f in fields(base)}
+    over: dict[str, Any] = {}
+    for stem in stems:
+        sec = data.get(stem) or data.get(stem[:2]) or {}
+        over.update({k.lower(): v for k, v in sec.items() if k.lower() in names})
+    return replace(base, **over)
+
+
 # --------------------------------------------------------------------------- ZSE-SBIR
 def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
@@ -192,7 +210,8 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
     else:
         over = dict(seed=cfg.seed, device=cfg.device, max_steps=cfg.zse_steps, epochs=10**6, val_classes=0,
                     dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
-        zc = replace(Z.ZSEPipelineConfig.smoke() if cfg.profile == "smoke" else Z.ZSEPipelineConfig.paper(), **over)
+        zc = replace(_scaled(Z.ZSEPipelineConfig.smoke() if cfg.profile == "smoke" else Z.ZSEPipelineConfig.paper(),
+                             cfg, ("04_zse_sbir",)), **over)
         t = time.perf_counter()
         model, res = Z.train_zse(zc, index.subset("train"), out_dir / "zse", desc="zse (05)")
         source = f"trained here: {res.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
@@ -223,7 +242,8 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
     from . import crossatnet as C
 
     art = _artifact(C.ARTIFACT, cfg)
-    base = C.CrossATNetRunConfig.smoke() if cfg.profile == "smoke" else C.CrossATNetRunConfig.paper()
+    base = _scaled(C.CrossATNetRunConfig.smoke() if cfg.profile == "smoke" else C.CrossATNetRunConfig.paper(),
+                   cfg, ("03_crossatnet_zero_shot",))
     cc = replace(base, seed=cfg.seed, device=cfg.device, max_steps=cfg.crossatnet_steps, epochs=10**6,
                  dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
     if art is not None:
@@ -259,7 +279,8 @@ def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir
     from ..data.transforms import ImageLoader
     from . import xmodalvit as X
 
-    base = X.XModalViTConfig.smoke() if cfg.profile == "smoke" else X.XModalViTConfig.paper("sketchy")
+    base = _scaled(X.XModalViTConfig.smoke() if cfg.profile == "smoke" else X.XModalViTConfig.paper("sketchy"),
+                   cfg, ("01_fusion_teacher", "02_distillation"))
     xc = replace(base, seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
                  student_max_steps=cfg.xmodal_student_steps)
     loader = ImageLoader(xc.image_size, normalize="none", sketch_crop=False)
