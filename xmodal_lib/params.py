@@ -19,12 +19,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .errors import ConfigError  # one error class for bad input (exit status 2)
+
 __all__ = ["ConfigError", "NotebookSpec", "NOTEBOOKS", "bind", "notebook_config", "config_class",
            "parse_value"]
-
-
-class ConfigError(ValueError):
-    """A parameter that is unknown, of the wrong type or out of range (bad input: exit status 2)."""
 
 
 @dataclass(frozen=True)

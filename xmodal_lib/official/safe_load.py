@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import UntrustedPickleError as _UntrustedPickleError
+
 __all__ = ["NUMPY_GLOBALS", "UntrustedPickleError", "read_official", "state_dict_of"]
 
 
-class UntrustedPickleError(ValueError):
+class UntrustedPickleError(_UntrustedPickleError):
     """A checkpoint refers to Python globals outside the allow-list; nothing from it was run."""
 
 
