@@ -28,9 +28,9 @@ def data():
 def test_presets_and_params():
     p = xv.XModalViTConfig.paper("shoev2")
     assert (p.batch_size, p.teacher_lr, p.student_lr, p.teacher_queue, p.student_queue) == (16, 3e-6, 1e-5, 128, 256)
-    assert p.teacher_backbone == "vit_base_patch16_224" and p.student_backbone == "vit_tiny_patch16_224"
+    assert p.teacher_backbone == "vit_base_patch16_224" and p.student_backbone == "vit_tiny_patch16_224.augreg_in21k"
     s = xv.XModalViTConfig.paper("sketchy")
-    assert (s.teacher_queue, s.student_queue, s.student_backbone) == (64, 64, "vit_small_patch16_224")
+    assert (s.teacher_queue, s.student_queue, s.student_backbone) == (64, 64, "vit_small_patch16_224.augreg_in21k")
     c = xv.XModalViTConfig.from_params({"PROFILE": "smoke", "TEACHER_EPOCHS": 3, "SEED": 5, "lower": 1})
     assert c.teacher_epochs == 3 and c.seed == 5 and c.profile == "smoke"
     with pytest.raises(ValueError, match="sketch_target"):
