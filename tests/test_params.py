@@ -54,6 +54,18 @@ def test_bind_refuses_bad_parameters(params: dict, match: str) -> None:
         P.bind(_Cfg, params, local=() if "PROFILE" not in params else ())
 
 
+def test_notebook_config_ignores_imported_upper_case_names() -> None:
+    import types as _t
+
+    from xmodal_lib.pipelines.zse import ZSEPipelineConfig
+
+    ns = {"SEED": 3, "ZSESBIR": ZSEPipelineConfig, "NP": _t.ModuleType("np"), "T0": 1.5}
+    with pytest.raises(P.ConfigError, match="T0"):  # a literal that is no field is still refused
+        P.notebook_config("04_zse_sbir", ns)
+    del ns["T0"]
+    assert P.notebook_config("04_zse_sbir", ns).seed == 3
+
+
 def test_parse_value_reads_python_floats_that_yaml_leaves_as_strings() -> None:
     assert P.parse_value("1e10") == 1e10 and isinstance(P.parse_value("1e10"), float)
     assert P.parse_value("1e-4") == 1e-4

@@ -281,7 +281,6 @@ def test_loop_overrides_apply_inside_the_block_only(tmp_path: Path) -> None:
 def test_progress_bar_redraws_are_throttled(tmp_path: Path, monkeypatch) -> None:
     """A redraw per step floods a notebook's iopub channel (nbval then loses the cell's last message):
     the bar redraws at most every 0.5 s however many steps run."""
-    import xmodal_lib.train as train_mod
     from tqdm import tqdm as std_tqdm
 
     draws = [0]
@@ -291,7 +290,9 @@ def test_progress_bar_redraws_are_throttled(tmp_path: Path, monkeypatch) -> None
             draws[0] += 1
             return super().display(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "tqdm", Counting)
+    import xmodal_lib.train_loop as loop_mod  # the loop (and its progress bar) lives there
+
+    monkeypatch.setattr(loop_mod, "tqdm", Counting)
     model, queue = make_model(), Queue()
     cfg = TrainConfig(**{**CFG, "epochs": 40, "ckpt_every": 10_000})  # 5 steps/epoch -> 200 steps
     res = fit(model, make_step(queue), ToyData(), cfg, tmp_path, state_modules={"queue": queue}, progress=True)

@@ -178,6 +178,7 @@ def notebook_config(stem: str, namespace: Mapping[str, Any], **explicit: Any) ->
     cls = config_class(stem)
     if cls is None:
         raise ConfigError(f"notebook {stem!r} has no method config")
-    params = {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+    params = {k: v for k, v in namespace.items()  # parameters are literals: skip imported classes, modules
+              if k.isupper() and not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)}
     params.update({k.upper(): v for k, v in explicit.items()})
     return bind(cls, params, local=NOTEBOOKS[stem].local, source=f"notebook {stem}")

@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
-import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -35,10 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from . import distributed as D
-from .checkpoint import ensure_writable_dir, optimizer_from_flat, optimizer_to_flat, save_tensors
+from .checkpoint import ensure_writable_dir, optimizer_from_flat
 from .errors import CheckpointError, InputError, ResumeMismatchError
 from .resume import apply_new_rates, choose_checkpoint, clean_checkpoint_dir, read_training_checkpoint
 from .loader import EpochItems, EpochSampler, make_loader, to_device  # noqa: F401 (re-exported)
@@ -360,187 +357,12 @@ def fit(
     The checkpoint folder is created and proven writable before anything else happens, and stale
     temp files or half-written checkpoints of a killed run are removed from it.
     """
-    if _OVERRIDES:
-        cfg = replace(cfg, **_OVERRIDES)
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    world, main = D.world_size(), D.is_main_process()
-    if main:
-        _prepare_checkpoint_dir(ckpt_dir)
-    device = resolve_device(cfg.device)
-    if cfg.precision in ("bf16", "fp16") and device.type != "cuda":
-        raise ValueError(f"TrainConfig.precision={cfg.precision!r} needs a CUDA device; use 'auto' or 'fp32' on CPU")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision, torch.bfloat16)
-    use_amp = device.type == "cuda" and cfg.precision != "fp32"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp is torch.float16)
-    if cfg.batch_size % world:
-        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} is the GLOBAL batch and must be divisible by "
-                         f"the number of processes ({world})")
-    if D.is_distributed():
-        if D.dist.get_backend() == "nccl" and device.type != "cuda":
-            raise ValueError(f"fit: the process group uses NCCL but TrainConfig.device={cfg.device!r} is not CUDA")
-        if cfg.sync_batchnorm and device.type != "cuda":
-            raise ValueError("TrainConfig.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
-        if cfg.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    state_modules = state_modules or {}
-    seed_everything(cfg.seed)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    for m in state_modules.values():
-        m.to(device)
-    trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    opt = _make_optimizer(cfg, trainable)
+    from .train_loop import run, setup  # the body in parts (train_loop imports this module)
 
-    n = len(dataset)
-    steps_per_epoch = n // cfg.batch_size if cfg.drop_last else math.ceil(n / cfg.batch_size)
-    if steps_per_epoch < 1:
-        raise ValueError(f"fit: dataset has {n} items, fewer than batch_size={cfg.batch_size} with drop_last")
-    if world > 1 and not cfg.drop_last and n % cfg.batch_size:
-        raise ValueError(f"fit under DDP: {n} items leave a partial global batch of {n % cfg.batch_size} that "
-                         f"cannot be split evenly over {world} ranks; use drop_last=True")
-    total = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total, steps_per_epoch))
-    sampler = EpochSampler(n, cfg.seed, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
-                           rank=D.rank(), world_size=world)
-    pin = device.type == "cuda" if cfg.pin_memory is None else (cfg.pin_memory and torch.cuda.is_available())
-    loader = make_loader(dataset, sampler, cfg.batch_size // world, collate_fn=collate_fn, drop_last=cfg.drop_last,
-                         num_workers=cfg.num_workers, pin_memory=pin, prefetch_factor=cfg.prefetch_factor,
-                         persistent_workers=cfg.persistent_workers, seed=cfg.seed)
-    result = TrainResult(world_size=world)
-    step, epoch, start_in_epoch = 0, 0, 0
-    meta_base = {"train_config": asdict(cfg), "config": config or {}}
-
-    if resume:
-        allow = _RESUME_POLICY["allow_changed_setup"] if allow_changed_setup is None else allow_changed_setup
-        restored = _restore(model, state_modules, opt, sched, cfg, config or {}, device, out_dir, allow)
-        if restored is not None:
-            result.last_checkpoint, meta = restored
-            step, epoch, start_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
-            result.history, result.val = meta["history"], meta["val"]
-    runner = D.wrap_step(model, step_fn, device, trainable, find_unused_parameters=cfg.find_unused_parameters,
-                         compile=cfg.compile)
-
-    log_path = out_dir / "metrics.jsonl"
-    if main:
-        with open(log_path, "w") as f:  # rewritten from the (restored) history: no duplicate rows after resume
-            for row in result.history:
-                f.write(json.dumps({"kind": "train", **row}) + "\n")
-            for row in result.val:
-                f.write(json.dumps({"kind": "val", **row}) + "\n")
-
-    def save(batch_in_epoch: int, ep: int) -> Path:
-        D.broadcast_buffers(model)
-        path = ckpt_dir / f"step_{step:08d}"
-        if main:
-            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-            for name, m in state_modules.items():
-                tensors.update({f"state.{name}.{k}": v for k, v in m.state_dict().items()})
-            opt_t, opt_meta = optimizer_to_flat(opt)
-            rng_t, rng_meta = _rng_state(device)
-            tensors.update(opt_t)
-            tensors.update(rng_t)
-            meta = {**meta_base, "step": step, "epoch": ep, "batch_in_epoch": batch_in_epoch,
-                    "optimizer": opt_meta, "scheduler": sched.state_dict(), "rng": rng_meta,
-                    "history": result.history, "val": result.val}
-            path = save_tensors(path, tensors, meta)
-            for old in list_checkpoints(out_dir)[:-max(1, cfg.keep_last)]:
-                for suffix in (".json", ".safetensors"):
-                    old.with_name(old.name + suffix).unlink(missing_ok=True)
-        D.barrier()  # nobody runs ahead (or resumes) before the checkpoint is complete
-        result.last_checkpoint = path
-        return path
-
-    sync_cuda = cfg.profile_timing and device.type == "cuda"
-    check_unused = D.is_distributed() and not cfg.find_unused_parameters
-    timings: list[tuple[float, float]] = []
-    t0 = time.perf_counter()
-    # mininterval + postfix without refresh: at most ~2 redraws per second. A redraw per step floods a
-    # notebook's iopub channel (a widget message each), and nbval then loses the cell's final message.
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not (progress and main), leave=False,
-               mininterval=0.5)
-    log = open(log_path, "a") if main else open(os.devnull, "w")
-    try:
-        while step < total:
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
-            sampler.set_epoch(epoch, start_in_epoch * cfg.batch_size)
-            model.train()
-            b = start_in_epoch
-            t_data = time.perf_counter()
-            for batch in loader:
-                if step >= total:
-                    break
-                batch = to_device(batch, device, cfg.channels_last)
-                t_step = time.perf_counter()
-                with torch.autocast(device_type=device.type, dtype=amp, enabled=use_amp):
-                    out = runner(batch)
-                loss = out["loss"]
-                logged = D.mean_scalars(out, device)
-                if not math.isfinite(logged["loss"]):
-                    raise NonFiniteLossError(
-                        f"{desc}: non-finite loss ({logged['loss']}) at step {step}, epoch {epoch}; "
-                        f"last good checkpoint: {result.last_checkpoint}. Try a lower lr or grad_clip."
-                    )
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if check_unused:
-                    _check_all_used(model, trainable)
-                    check_unused = False
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                scaler.step(opt)  # = opt.step() unless fp16
-                scaler.update()
-                sched.step()
-                if sync_cuda:
-                    torch.cuda.synchronize(device)
-                t_end = time.perf_counter()
-                timings.append(((t_step - t_data) * 1e3, (t_end - t_step) * 1e3))
-                step += 1
-                b += 1
-                row = {"step": step, "epoch": epoch, "lr": opt.param_groups[0]["lr"], **logged,
-                       "data_ms": timings[-1][0], "step_ms": timings[-1][1]}
-                result.history.append(row)
-                log.write(json.dumps({"kind": "train", **row}) + "\n")
-                bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=epoch, refresh=False)
-                bar.update(1)
-                if step % cfg.ckpt_every == 0 and b < steps_per_epoch:
-                    log.flush()
-                    save(b, epoch)
-                t_data = time.perf_counter()
-            finished_epoch = b >= steps_per_epoch
-            if finished_epoch:
-                if val_fn is not None and (epoch + 1) % cfg.val_every_epochs == 0:
-                    D.broadcast_buffers(model)
-                    model.eval()
-                    with torch.no_grad():
-                        vrow = {"step": step, "epoch": epoch, **{k: float(v) for k, v in val_fn(model).items()}}
-                    vrow = D.broadcast_object(vrow)  # rank 0's numbers on every rank
-                    result.val.append(vrow)
-                    log.write(json.dumps({"kind": "val", **vrow}) + "\n")
-                    model.train()
-                epoch, start_in_epoch = epoch + 1, 0
-                log.flush()
-                save(0, epoch)
-            else:  # stopped by max_steps mid-epoch
-                log.flush()
-                save(b, epoch)
-                break
-    finally:
-        bar.close()
-        log.close()
-    model.eval()
-    result.steps = step
-    result.wall_time = time.perf_counter() - t0
-    rest = timings[1:] or timings  # the first step carries loader start-up and compilation
-    if rest:
-        result.data_ms = sum(t[0] for t in rest) / len(rest)
-        result.step_ms = sum(t[1] for t in rest) / len(rest)
-    return result
+    r = setup(model, step_fn, dataset, cfg, out_dir, collate_fn=collate_fn, params=params,
+              state_modules=state_modules, resume=resume, config=config, desc=desc,
+              allow_changed_setup=allow_changed_setup)
+    return run(r, val_fn, progress)
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
