@@ -251,6 +251,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if D.is_main_process():  # before any data is read: a folder we cannot write is bad input, found now
         ensure_writable_dir(out, "--out")
     args.resume = args.resume or args.resume_changed
+    if args.resume and not args.resume_changed:  # every rank (same files): a changed setup is refused now
+        from .resume import precheck
+
+        precheck(out, cfg.to_dict())
     progress = not args.no_progress and D.is_main_process()
     with loop_overrides(**loop), allow_changed_setup(args.resume_changed):
         res, path, evaluate = _train_method(args, cfg, out, progress)

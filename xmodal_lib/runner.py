@@ -27,6 +27,7 @@ from . import paths
 from .errors import Interrupted, OutputError, RunFailure
 from .manifest import environment_facts
 from .params import parse_value
+from .run_report import headline_markdown, headline_text
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 PROFILES = ("smoke", "paper")
@@ -517,7 +518,7 @@ def reproduce(
         "overrides": list(overrides),
         **environment_facts(paths.repo_root()),
         "env": {"XMODAL_ARTIFACTS": str(artifacts), "XMODAL_RUNS": str(run_dir / "train"),
-                "XMODAL_FIGURES": str(paths.figures_dir())},
+                "XMODAL_FIGURES": str(run_dir / "figures")},
         "seeds": {p.stem: _seeds(p.effective) for p in plans},
         "notebooks": [],
         "total_wall_s": None,
@@ -530,11 +531,12 @@ def reproduce(
 
     flush()
     log(f"xmodal reproduce: profile={profile}, {len(plans)} notebook(s) -> {run_dir}")
-    saved_env = {k: os.environ.get(k) for k in ("XMODAL_ARTIFACTS", "XMODAL_RUNS")}
+    saved_env = {k: os.environ.get(k) for k in ("XMODAL_ARTIFACTS", "XMODAL_RUNS", "XMODAL_FIGURES")}
     # the kernel inherits this environment: checkpoints, results and training folders of the
     # notebooks stay inside this run's folder
     os.environ["XMODAL_ARTIFACTS"] = str(artifacts)
     os.environ["XMODAL_RUNS"] = str(run_dir / "train")
+    os.environ["XMODAL_FIGURES"] = str(run_dir / "figures")  # each run keeps its own figures
     t_all = time.perf_counter()
     failure: NotebookFailed | None = None
     restore_signals = _raise_on_signals()  # SIGTERM like SIGINT: recorded below, never a silent death
@@ -553,6 +555,9 @@ def reproduce(
                     kernel_name=kernel,
                     progress_bar=progress,
                     cwd=str(plan.path.parent),
+                    # the kernel talks to papermill over 127.0.0.1 (HMAC-signed messages); ipykernel's
+                    # "TCP without encryption" notice would repeat for every notebook, so only errors
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
                 )
             except KeyboardInterrupt:  # SIGINT or SIGTERM (see below)
                 rec.wall_s = round(time.perf_counter() - t0, 2)
@@ -583,12 +588,13 @@ def reproduce(
             "ok" if all(r.status == "ok" for r in records) else "interrupted"
         )
         manifest["results"] = sorted(results)
+        manifest["figures"] = sorted(f.name for f in (run_dir / "figures").glob("*.png"))
         flush()
         _write_json(run_dir / "results.json", results)
         (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
         restore_signals()
     log(summary_table(records, manifest["total_wall_s"]))
-    log(results_markdown(results))
+    log(headline_text(results))
     log(f"run folder: {run_dir}")
     if failure:
         raise failure
@@ -614,7 +620,8 @@ def run_report(manifest: Mapping[str, Any], records: list[NotebookRecord], resul
         shown = ", ".join(f"{k}={v!r}" for k, v in r.injected.items()) or "defaults"
         wall = f"{r.wall_s:.1f}" if r.wall_s is not None else "-"
         lines.append(f"| {r.name} | {r.status} | {wall} | {_fmt(shown)} |")
-    lines += ["", "## Results", "", results_markdown(results)]
+    lines += ["", "## Headline metrics", "", headline_markdown(results),
+              "The full record of every notebook is `results.json`; the figures are in `figures/`."]
     return "\n".join(lines)
 
 
