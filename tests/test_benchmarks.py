@@ -178,6 +178,7 @@ DATA_RUNS = {  # benchmarks on ../shared/data: script -> (tiny CPU arguments, JS
     "xmodalvit_qmul_shoes.py": (["--quick", "--dim", "24"], "{}"),
     "crossatnet_sketchy_mini.py": (["--quick", "--img-size", "32", "--threads", "1", "--semantics", "hashing"], "{}"),
     "zse_sketchy_mini.py": (["--quick"], "{stem}_quick.json"),  # the script appends _quick itself
+    "pretrained_shared.py": (["--quick"], "{}"),  # needs xmodal[pretrained]
 }
 
 
@@ -206,6 +207,11 @@ def test_shared_data_benchmarks_run_at_tiny_size(script, tmp_path):
         assert {"full", "no_gcn", "no_cross_attention"} <= set(r["results"])
         assert all(0.0 <= v["map_all_voc"] <= 1.0 for v in r["results"].values())
         assert _finite_pos(r["wall_seconds"])
+    elif script.startswith("pretrained"):
+        rows = r["qmul_chairs"]["mean"]
+        assert {"chance (random scores)", "frozen Lite0 (GAP, cosine)", "triplet baseline"} <= set(rows)
+        assert all(0.0 <= v["acc@10"] <= 1.0 for v in rows.values()) and r["claims"]
+        assert rows["frozen Lite0 (GAP, cosine)"]["acc@10"] > rows["chance (random scores)"]["acc@10"]
     else:
         assert r["quick"] is True and r["train_steps"] > 0 and _finite_pos(r["wall_s"])
         assert r["zero_shot"]
