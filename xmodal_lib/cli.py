@@ -22,7 +22,20 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true",
                     help="print the traceback behind an error (also accepted after the command; XMODAL_DEBUG=1)")
     sub = ap.add_subparsers(dest="command", required=True)
+    _add_reproduce(sub)
+    _add_train(sub)
+    ls = sub.add_parser("list", help="list the notebooks and the parameters a profile sets")
+    ls.add_argument("--profile", default="smoke")
+    ls.add_argument("--notebooks-dir", type=Path, default=None)
+    ls.add_argument("--all", action="store_true", help="every parameter, not only those the profile changes")
 
+    from .official import commands as official_commands  # convert-official, evaluate
+
+    official_commands.add_subparsers(sub)
+    return ap
+
+
+def _add_reproduce(sub: Any) -> None:
     rp = sub.add_parser(
         "reproduce",
         help="run the numbered notebooks headless with papermill",
@@ -50,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="parent of the run folders (default runs/ or $XMODAL_RUNS)")
     rp.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
 
+
+def _add_train(sub: Any) -> None:
     tr = sub.add_parser(
         "train",
         help="train one method (single process, or every rank under torchrun)",
@@ -86,16 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", default="auto", choices=("auto", "nccl", "gloo"),
                     help="process-group backend under torchrun (auto: nccl when training on CUDA)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    ls = sub.add_parser("list", help="list the notebooks and the parameters a profile sets")
-    ls.add_argument("--profile", default="smoke")
-    ls.add_argument("--notebooks-dir", type=Path, default=None)
-    ls.add_argument("--all", action="store_true", help="every parameter, not only those the profile changes")
-
-    from .official import commands as official_commands  # convert-official, evaluate
-
-    official_commands.add_subparsers(sub)
-    return ap
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
