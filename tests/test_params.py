@@ -146,3 +146,17 @@ def test_train_cli_reads_values_like_reproduce(tmp_path: Path) -> None:
     assert cfg.teacher_lr == 1e10 and cfg.seed == 3
     with pytest.raises(P.ConfigError, match="TEACHER_LR: expected a number, got 'fast'"):
         _make_config(XModalViTConfig, "smoke", None, _parse_kv(["teacher_lr=fast"], "-p"))
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("stem", ["01_fusion_teacher", "02_distillation"])
+def test_xmodalvit_code_presets_equal_the_profile_files(stem: str, profile: str) -> None:
+    """The code presets (xmodal train) and the YAML (notebooks) say the same for XModalViT."""
+    from xmodal_lib.pipelines.xmodalvit import XModalViTConfig
+
+    values = yaml.safe_load((NB_DIR / "params" / profile / f"{stem}.yaml").read_text()) or {}
+    preset = XModalViTConfig.smoke() if profile == "smoke" else XModalViTConfig.paper()
+    names = {f.name for f in dataclasses.fields(XModalViTConfig)}
+    diff = {k: (v, getattr(preset, k.lower())) for k, v in values.items()
+            if k.lower() in names and (tuple(v) if isinstance(v, list) else v) != getattr(preset, k.lower())}
+    assert not diff, f"params/{profile}/{stem}.yaml vs XModalViTConfig.{profile}(): {diff}"
