@@ -299,3 +299,14 @@ def test_progress_bar_redraws_are_throttled(tmp_path: Path, monkeypatch) -> None
     assert res.steps == 200
     assert draws[0] <= 2 + 2 * res.wall_time / 0.5, f"{draws[0]} redraws in {res.wall_time:.2f} s"
     assert draws[0] < res.steps / 4
+
+
+def test_ckpt_every_none_checkpoints_only_at_epoch_ends(tmp_path: Path) -> None:
+    model, queue = make_model(), Queue()
+    cfg = TrainConfig(**{**CFG, "epochs": 2, "ckpt_every": None, "keep_last": 10})
+    fit(model, make_step(queue), ToyData(), cfg, tmp_path, state_modules={"queue": queue}, progress=False)
+    steps = sorted(int(p.name.split("_")[1]) for p in list_checkpoints(tmp_path))
+    per_epoch = len(ToyData()) // CFG["batch_size"]
+    assert steps == [per_epoch, 2 * per_epoch]
+    with pytest.raises(ValueError, match="ckpt_every"):
+        TrainConfig(ckpt_every=0)

@@ -60,7 +60,7 @@ class TrainConfig:
     ``"exponential"`` (``lr * gamma ** epoch``, as XModalViT's students). ``precision``: ``"auto"``
     = bf16 autocast on CUDA and fp32 on CPU; ``"fp32"`` (the official training); ``"bf16"``;
     ``"fp16"`` (CUDA autocast with a gradient scaler, whose state is not checkpointed).
-    ``ckpt_every`` counts optimiser steps.
+    ``ckpt_every`` counts optimiser steps (None: checkpoints only at epoch ends and where the run stops).
 
     ``batch_size`` is the GLOBAL batch; under DDP with W ranks each rank loads ``batch_size / W``
     (must divide). Loader: ``num_workers`` processes, ``pin_memory`` (None = on when training on
@@ -85,7 +85,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     device: str = "auto"
-    ckpt_every: int = 50
+    ckpt_every: int | None = 50
     keep_last: int = 2
     drop_last: bool = True
     num_workers: int = 0
@@ -108,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        if self.ckpt_every is not None and self.ckpt_every < 1:
+            raise ValueError(f"TrainConfig.ckpt_every: expected None (epoch ends only) or >= 1, got {self.ckpt_every}")
         if self.num_workers < 0 or (self.prefetch_factor is not None and self.prefetch_factor < 1):
             raise ValueError(f"TrainConfig: num_workers >= 0 and prefetch_factor >= 1 expected, "
                              f"got {self.num_workers}, {self.prefetch_factor}")

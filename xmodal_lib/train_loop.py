@@ -251,7 +251,7 @@ def _epoch(r: FitRun, log: TextIO, bar: Any) -> int:
         log.write(json.dumps({"kind": "train", **row}) + "\n")
         bar.set_postfix(loss=f"{row['loss']:.4f}", epoch=r.epoch, refresh=False)
         bar.update(1)
-        if r.step % r.cfg.ckpt_every == 0 and b < r.steps_per_epoch:
+        if r.cfg.ckpt_every is not None and r.step % r.cfg.ckpt_every == 0 and b < r.steps_per_epoch:
             log.flush()
             save_checkpoint(r, b, r.epoch)
         t_data = time.perf_counter()

@@ -115,7 +115,7 @@ class CrossATNetRunConfig:
 
         base = dict(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
                     weight_decay=self.weight_decay, optimizer="adam", seed=self.seed, device=self.device,
-                    ckpt_every=10**9, keep_last=1)
+                    ckpt_every=None, keep_last=1)
         base.update(kw)
         return TrainConfig(**base)
 

@@ -158,7 +158,7 @@ class ZSEPipelineConfig:
         return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
                            lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw",
                            schedule="constant", seed=self.seed, device=self.device,
-                           ckpt_every=10**9, keep_last=1, precision=self.precision)
+                           ckpt_every=None, keep_last=1, precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
