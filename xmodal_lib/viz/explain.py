@@ -362,8 +362,9 @@ def correspondence_figure(sketch_img, photo_img, matches: Sequence[Match], grid:
     """A one-axes figure of :func:`draw_correspondences`."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    draw_correspondences(ax, sketch_img, photo_img, matches, grid)
+    fig, ax = plt.subplots(figsize=(6.6, 3.2))
+    lo, hi = draw_correspondences(ax, sketch_img, photo_img, matches, grid)
+    heatmap_colorbar(fig, ax, "viridis", "token cosine (line colour)", lo, hi, (f"{lo:.2f}", f"{hi:.2f}"))
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -84,7 +84,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: st
 
 
 #: history keys that are loss terms although their name does not say "loss"
-_LOSS_TERMS = frozenset({"xaqc_photo", "xaqc_sketch", "dist", "angle", "triplet", "matching", "semantic",
+_LOSS_TERMS = frozenset({"xaqc_photo", "xaqc_sketch", "dist", "angle", "triplet", "matching", "semantic", "attention_kl",
                          "attention", "hash", "quant", "balance", "xaqc", "rkd"})
 
 
@@ -118,7 +118,8 @@ def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], 
     ax.set_xticks(xs, metrics)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # never over a bar
+    fig.tight_layout()
     return fig
 
 
