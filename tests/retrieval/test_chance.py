@@ -1,9 +1,7 @@
-"""Measured chance and the above-chance test."""
+"""Measured chance and the metrics a small gallery cannot inform."""
 from __future__ import annotations
 
-import torch
-
-from xmodal_lib.retrieval.chance import above_chance, chance_metrics
+from xmodal_lib.retrieval.chance import chance_metrics
 
 
 def _labels():
@@ -19,15 +17,6 @@ def test_chance_is_measured_not_one_over_classes():
     expected_p10 = (10 * 30 / 45 + 10 * 10 / 45 + 10 * 5 / 45) / 30  # expected precision of a random top-10
     assert abs(ch["p@10"] - expected_p10) < 0.03
     assert abs(ch["map_all"] - 1 / 3) > 0.02  # class sizes differ, so 1/3 would be wrong
-
-
-def test_above_chance_separates_a_real_ranking_from_noise():
-    q, g = _labels()
-    good = torch.tensor([[1.0 if a == b else 0.0 for b in g] for a in q]) + 0.01 * torch.rand(len(q), len(g))
-    res = above_chance(good, q, g, "map_all")
-    assert res["value"] > 0.95 and res["p_value"] < 1e-4 and res["n"] == 30
-    noise = torch.rand(len(q), len(g), generator=torch.Generator().manual_seed(9))
-    assert above_chance(noise, q, g, "map_all", seed=1)["p_value"] > 0.01
 
 
 def test_uninformative_metrics_at_small_galleries():

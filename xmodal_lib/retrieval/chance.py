@@ -1,19 +1,19 @@
-"""Chance, measured: the metrics of random rankings, and a test of "above chance".
+"""Chance, measured: the metrics of random rankings, and which metrics a gallery can inform at all.
 
 Chance is never ``1 / n_classes``: mAP under a random ranking depends on the class sizes and the
 AP convention (measured 0.235 where 1/6 = 0.167 on the smoke split), so it is computed with the
-same metric engine on uniformly random scores.
+same metric engine on uniformly random scores. The test of "above chance" (shuffled gallery labels,
+a permutation p-value) is :func:`xmodal_lib.retrieval.sanity.label_permutation_test`.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .metrics import category_metrics, category_metrics_per_query
+from .metrics import category_metrics
 
-__all__ = ["chance_metrics", "above_chance"]
+__all__ = ["chance_metrics", "uninformative_metrics"]
 
 
 def chance_metrics(query_labels: Sequence, gallery_labels: Sequence,
@@ -28,26 +28,6 @@ def chance_metrics(query_labels: Sequence, gallery_labels: Sequence,
         for m in metrics:
             acc[m] += r[m] / repeats
     return acc
-
-
-def above_chance(scores: torch.Tensor, query_labels: Sequence, gallery_labels: Sequence,
-                 metric: str = "map_all_voc", largest: bool = True, seed: int = 0) -> dict[str, float]:
-    """Is ``metric`` of ``scores`` [Q, G] above chance? One-sided Wilcoxon signed-rank test of the
-    per-query values against those of one random score matrix on the same queries.
-
-    Returns ``value`` (mean), ``chance`` (mean under random scores), ``p_value`` and ``n`` (queries
-    with a relevant item)."""
-    from scipy.stats import wilcoxon
-
-    ours = category_metrics_per_query(scores, list(query_labels), list(gallery_labels), (metric,), largest)[metric]
-    g = torch.Generator().manual_seed(int(seed))
-    rnd = category_metrics_per_query(torch.rand(tuple(scores.shape), generator=g), list(query_labels),
-                                     list(gallery_labels), (metric,))[metric]
-    ok = ~(torch.isnan(ours) | torch.isnan(rnd))
-    a, b = ours[ok].numpy(), rnd[ok].numpy()
-    p = float(wilcoxon(a, b, alternative="greater").pvalue) if len(a) and np.any(a != b) else 1.0
-    return {"value": float(a.mean()) if len(a) else float("nan"), "chance": float(b.mean()) if len(b) else float("nan"),
-            "p_value": p, "n": int(ok.sum())}
 
 
 def uninformative_metrics(metrics: Sequence[str], n_gallery: int) -> dict[str, str]:
