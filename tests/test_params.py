@@ -160,3 +160,17 @@ def test_xmodalvit_code_presets_equal_the_profile_files(stem: str, profile: str)
     diff = {k: (v, getattr(preset, k.lower())) for k, v in values.items()
             if k.lower() in names and (tuple(v) if isinstance(v, list) else v) != getattr(preset, k.lower())}
     assert not diff, f"params/{profile}/{stem}.yaml vs XModalViTConfig.{profile}(): {diff}"
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper", "cpu"])
+def test_preset_reads_the_profile_yaml(profile):
+    from xmodal_lib.params import preset
+    from xmodal_lib.run_plan import load_yaml_params
+    from xmodal_lib.paths import notebooks_dir
+
+    cfg = preset("04_zse_sbir", profile, seed=7)
+    yml = load_yaml_params(notebooks_dir() / "params" / profile / "04_zse_sbir.yaml")
+    assert cfg.seed == 7
+    assert cfg.dim == yml["DIM"] and cfg.patch_embed == yml.get("PATCH_EMBED", cfg.patch_embed)
+    with pytest.raises(P.ConfigError, match="NOT_A_FIELD"):
+        preset("04_zse_sbir", profile, not_a_field=1)

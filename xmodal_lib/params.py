@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError  # one error class for bad input (exit status 2)
 
-__all__ = ["ConfigError", "NotebookSpec", "NOTEBOOKS", "bind", "notebook_config", "config_class",
+__all__ = ["ConfigError", "NotebookSpec", "NOTEBOOKS", "bind", "notebook_config", "preset", "config_class",
            "parse_value"]
 
 
@@ -182,3 +182,23 @@ def notebook_config(stem: str, namespace: Mapping[str, Any], **explicit: Any) ->
               if k.isupper() and not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)}
     params.update({k.upper(): v for k, v in explicit.items()})
     return bind(cls, params, local=NOTEBOOKS[stem].local, source=f"notebook {stem}")
+
+
+def preset(stem: str, profile: str, **over: Any) -> Any:
+    """The config notebook ``stem`` builds under ``profile``: its YAML file
+    ``notebooks/params/<profile>/<stem>.yaml`` bound by :func:`bind`, then ``over`` (lower-case
+    field names, bound the same way). The profiles are data: this is the one place a preset is read,
+    so a code path that needs e.g. notebook 04's smoke model uses the same values the notebook does."""
+    from .paths import notebooks_dir
+    from .run_plan import load_yaml_params
+
+    cls = config_class(stem)
+    if cls is None:
+        raise ConfigError(f"notebook {stem!r} has no method config")
+    _check_profile(profile, f" (preset of {stem})")
+    path = notebooks_dir() / "params" / profile / f"{stem}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such profile file; expected notebooks/params/{profile}/{stem}.yaml")
+    params = load_yaml_params(path)
+    params.update({k.upper(): v for k, v in over.items()})
+    return bind(cls, params, local=NOTEBOOKS[stem].local, source=str(path.relative_to(notebooks_dir().parent)))
