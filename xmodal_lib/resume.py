@@ -163,5 +163,6 @@ def apply_new_rates(opt: torch.optim.Optimizer, sched: Any, lr: float, weight_de
     sched.base_lrs = [lr for _ in opt.param_groups]
     factor = sched.lr_lambdas[0](sched.last_epoch) if hasattr(sched, "lr_lambdas") else 1.0
     for g in opt.param_groups:
-        g["initial_lr"], g["weight_decay"], g["lr"] = lr, weight_decay, lr * factor
+        g["initial_lr"], g["lr"] = lr, lr * factor
+        g["weight_decay"] = 0.0 if g.get("no_decay") else weight_decay  # biases/norms stay exempt
     sched._last_lr = [g["lr"] for g in opt.param_groups]

@@ -207,14 +207,29 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Call
     return f
 
 
+def param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """Optimiser groups as nanoGPT's ``configure_optimizers``: matrices and embeddings (``ndim >= 2``)
+    decay by ``weight_decay``; biases and norm gains/shifts (``ndim < 2``) get ``weight_decay = 0``.
+
+    A deliberate difference from the official code of all three papers, which decays every parameter.
+    Each group carries ``no_decay`` so a later change of ``weight_decay`` leaves the exempt group at 0;
+    empty groups are left out (order kept: decayed first)."""
+    decay = [p for p in params if p.ndim >= 2]
+    exempt = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay, "no_decay": False},
+              {"params": exempt, "weight_decay": 0.0, "no_decay": True}]
+    return [g for g in groups if g["params"]]
+
+
 def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if not params:
         raise ValueError("fit: no trainable parameters (all requires_grad=False?)")
+    groups = param_groups(params, cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
 
 
 def _rng_state(device: torch.device) -> tuple[dict[str, Tensor], dict[str, Any]]:
