@@ -5,73 +5,25 @@ atomically (temporary file ``.<name>.<random>.tmp`` in the same folder, fsync, t
 ``os.replace``), the JSON last, so a checkpoint whose JSON exists is complete. Files are created
 with the mode of ordinary files (``0o666`` less the umask), not ``mkstemp``'s ``0o600``. A kill
 during a write leaves only a ``.*.tmp`` file (or safetensors' own ``.tmpXXXXXX``), which
-:func:`remove_stale_temps` deletes. Loading
+:func:`xmodal_lib.atomic_io.remove_stale_temps` deletes. Loading
 never executes code: safetensors holds raw tensors and JSON holds plain data; every failure is a
 :class:`~xmodal_lib.errors.CheckpointError` naming the file.
 
-Fault-injection hook (tests only): with ``XMODAL_FAULT_WRITE_SLEEP=<seconds>`` every atomic write
-sleeps that long between writing its temp file and renaming it, so a test can kill a process
-inside a checkpoint write.
+The atomic writer and its fault-injection hook (``XMODAL_FAULT_WRITE_SLEEP``, so a test can kill a
+process inside a checkpoint write) live in :mod:`xmodal_lib.atomic_io`.
 """
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic_io import _atomic_write_bytes, _create_temp, atomic_write_json
 from .errors import CheckpointError, OutputError
-
-
-def _create_temp(path: Path) -> str:
-    """A new, empty temp file next to ``path``, mode 0o666 less the umask (O_EXCL: never reused)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return str(tmp)
-        except FileExistsError:
-            continue
-
-
-def _atomic_write_bytes(path: Path, write: Callable[[str], None]) -> None:
-    """Write via ``write(tmp_path)`` into a temp file next to ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp(path)
-    mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask, read back from the file we created
-    try:
-        write(tmp)
-        os.chmod(tmp, mode)  # safetensors writes through its own 0o600 temp file and renames it over ours
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        pause = os.environ.get("XMODAL_FAULT_WRITE_SLEEP")
-        if pause:  # fault-injection hook, see the module docstring
-            time.sleep(float(pause))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def remove_stale_temps(folder: str | Path, pattern: str = ".*.tmp") -> list[Path]:
-    """Delete temp files a killed writer left in ``folder``; returns what was removed.
-
-    Only call this when no other process writes into ``folder``."""
-    removed = []
-    for p in sorted(Path(folder).glob(pattern)):
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
 
 
 def ensure_writable_dir(path: str | Path, what: str) -> Path:
@@ -87,28 +39,6 @@ def ensure_writable_dir(path: str | Path, what: str) -> Path:
         raise OutputError(f"{what} {p}: cannot write there ({reason}); expected a folder this user can "
                           f"create files in") from None
     return p
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-
-    def _w(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic_write_bytes(Path(path), _w)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, torch.Tensor) and o.numel() == 1:
-        return o.item()
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _stem(path: str | Path) -> Path:

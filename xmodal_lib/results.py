@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_json
+from .atomic_io import atomic_write_json
 from .paths import artifacts_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import _json_default, check_state_dict, load_tensors, read_json, remove_stale_temps
+from .atomic_io import _json_default, remove_stale_temps
+from .checkpoint import check_state_dict, load_tensors, read_json
 from .errors import CheckpointError, ResumeMismatchError
 
 #: TrainConfig fields that may change between a run and its resume (they do not change the numbers).

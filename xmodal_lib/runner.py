@@ -10,7 +10,6 @@ and ``artifacts/`` (checkpoints handed from one notebook to the next within the 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from . import paths
+from .atomic_io import atomic_write_json
 from .errors import Interrupted, OutputError, RunFailure
 from .manifest import environment_facts
 from .run_plan import (NOTEBOOK_RE, PROFILES, NotebookPlan, check_notebook_params, discover_notebooks,  # noqa: F401
@@ -135,12 +135,6 @@ def _raise_on_signals() -> Callable[[], None]:
     for s in sigs:
         signal.signal(s, handler)
     return restore
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _seeds(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,8 +252,8 @@ def _close_run(run_dir: Path, records: list[NotebookRecord], manifest: dict[str,
     manifest["results"] = sorted(results)
     manifest["figures"] = sorted(f.name for f in (run_dir / "figures").glob("*.png"))
     manifest["notebooks"] = [asdict(r) for r in records]
-    _write_json(run_dir / "manifest.json", manifest)
-    _write_json(run_dir / "results.json", results)
+    atomic_write_json(run_dir / "manifest.json", manifest, sort_keys=False)
+    atomic_write_json(run_dir / "results.json", results, sort_keys=False)
     (run_dir / "results.md").write_text(run_report(manifest, records, results), encoding="utf-8")
     return results
 
@@ -298,7 +292,7 @@ def reproduce(
 
     def flush() -> None:
         manifest["notebooks"] = [asdict(r) for r in records]
-        _write_json(run_dir / "manifest.json", manifest)
+        atomic_write_json(run_dir / "manifest.json", manifest, sort_keys=False)
 
     flush()
     log(f"xmodal reproduce: profile={profile}, {len(plans)} notebook(s) -> {run_dir}")

@@ -121,7 +121,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  setting=args.setting, device=args.device, batch_size=args.batch_size)
     print(format_report(res))
     if args.json:
-        from ..checkpoint import atomic_write_json
+        from ..atomic_io import atomic_write_json
 
         atomic_write_json(args.json, res)
     return 0
