@@ -39,3 +39,17 @@ def test_attention_agreement_measures_sign_and_reference() -> None:
             "hash64": {"map_all_voc": 0.25, "score_seconds": 0.02, "bytes_per_item": 8.0}}
     s = hash_tradeoff_summary(rows)
     assert "20.0x the real time" in s and "32x less memory" in s
+
+
+def test_hash_tradeoff_panels_label_units_and_draw_measured_chance() -> None:
+    from xmodal_lib.viz.crossatnet_plots import plot_hash_tradeoff
+
+    rows = {"real": {"map_all_voc": 0.3, "score_seconds": 0.001, "bytes_per_item": 512.0},
+            "hash64": {"map_all_voc": 0.25, "score_seconds": 0.02, "bytes_per_item": 8.0}}
+    fig = plot_hash_tradeoff(rows, chance={"map_all_voc": 0.04}, title="on data X")
+    acc, secs, mem = fig.axes[:3]
+    assert fig.get_size_inches()[1] >= 4.5  # panels tall enough to read
+    assert secs.get_yscale() == "log" and "seconds" in secs.get_ylabel() and "bytes" in mem.get_ylabel()
+    labels = [t.get_text() for t in acc.get_legend().get_texts()]
+    assert labels == ["chance, random scores (0.040)"]
+    assert fig._suptitle.get_text() == "on data X"

@@ -13,7 +13,7 @@ import torch
 
 from .metrics import category_metrics
 
-__all__ = ["chance_metrics", "uninformative_metrics"]
+__all__ = ["chance_metrics", "fg_chance_metrics", "uninformative_metrics"]
 
 
 def chance_metrics(query_labels: Sequence, gallery_labels: Sequence,
@@ -27,6 +27,22 @@ def chance_metrics(query_labels: Sequence, gallery_labels: Sequence,
                              list(query_labels), list(gallery_labels), tuple(metrics))
         for m in metrics:
             acc[m] += r[m] / repeats
+    return acc
+
+
+def fg_chance_metrics(true_index: Sequence[int], n_gallery: int, ks: Sequence[int] = (1, 10),
+                      repeats: int = 20, seed: int = 0) -> dict[str, float]:
+    """Fine-grained acc@K of uniformly random score matrices [Q, G] (mean of ``repeats``, seeded):
+    query q's true photo is ``true_index[q]`` among ``n_gallery`` photos."""
+    from .fg_metrics import fg_accuracy
+
+    true = torch.as_tensor(list(true_index), dtype=torch.long)
+    g = torch.Generator().manual_seed(int(seed))
+    acc = {f"acc@{k}": 0.0 for k in ks}
+    for _ in range(int(repeats)):
+        r = fg_accuracy(torch.rand(len(true), int(n_gallery), generator=g), true, ks=tuple(ks))
+        for k in ks:
+            acc[f"acc@{k}"] += r[f"acc@{k}"] / repeats
     return acc
 
 

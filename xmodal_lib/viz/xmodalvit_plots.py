@@ -2,7 +2,7 @@
 fused embedding each modality explains (re-exported by :mod:`xmodal_lib.pipelines.xmodalvit`; every figure lives in :mod:`xmodal_lib.viz`)."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..models.backbones import module_device
 
-__all__ = ["xma_attention_grids", "plot_xma_attention", "teacher_modality_share"]
+__all__ = ["xma_attention_grids", "plot_xma_attention", "plot_teacher_val", "teacher_modality_share"]
 
 
 @torch.no_grad()
@@ -61,7 +61,7 @@ def xma_attention_grids(teacher: nn.Module, photo: Tensor, sketch: Tensor) -> di
     """
     teacher.eval()
     dev = module_device(teacher)
-    _, _, maps = teacher(photo[None].to(dev), sketch[None].to(dev), return_attention=True)
+    maps = teacher.xma_attention(photo[None].to(dev), sketch[None].to(dev))
     h, w = teacher.grid
     out = {}
     for key, skip in (("sketch_to_photo", 1), ("photo_to_sketch", 2)):  # [q ; P] and [q ; c_s ; P]
@@ -93,5 +93,41 @@ def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor
             ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_teacher_val(val_rows: Sequence[Mapping[str, float]], split, data_name: str, ks: Sequence[int] = (1, 10),
+                     seed: int = 0):
+    """Teacher validation curves (``TrainResult.val`` rows with ``val_acc@K``) with the chance of the
+    same ranking measured on random scores (dashed, in the legend).
+
+    ``split`` is the validation :class:`FGTensors` (train pairs held out from training, never the
+    test split); its query/gallery structure is that of
+    :func:`xmodal_lib.pipelines.xmodalvit.teacher_pair_retrieval`: every sketch ranks the photos
+    that have a sketch, with the teacher's fused embeddings (a sanity check, not sketch-to-photo
+    retrieval)."""
+    import matplotlib.pyplot as plt
+
+    from ..retrieval.chance import fg_chance_metrics
+
+    has = [p for p, s in enumerate(split.sketches_of()) if s]
+    pos = {p: i for i, p in enumerate(has)}
+    true = [pos[int(p)] for p in split.sketch_to_photo]  # each sketch's photo among the gallery
+    chance = fg_chance_metrics(true, len(has), ks=ks, seed=seed)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, k in enumerate(ks):
+        rows = [r for r in val_rows if r.get(f"val_acc@{k}") is not None]
+        color = f"C{i}"
+        ax.plot([r["step"] for r in rows], [r[f"val_acc@{k}"] for r in rows], "o-", color=color,
+                label=f"teacher acc@{k}")
+        ax.axhline(chance[f"acc@{k}"], color=color, ls="--", lw=1,
+                   label=f"chance acc@{k}, random scores ({chance[f'acc@{k}']:.3f})")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("acc@K (fraction of queries)")
+    ax.set_title(f"Fusion teacher validation, {data_name}: {len(true)} sketches vs {len(has)} photos\n"
+                 "of train pairs held out from training (fused-pair sanity check)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
