@@ -40,19 +40,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_notebook(dst_dir: Path) -> Path:
-    """Copy notebook 06 with ``INTERACTIVE = True`` and ``DEVICE = "cpu"`` in its parameters cell."""
+def prepare_notebook(dst_dir: Path, profile: str | None = None, data_root: str | None = None) -> Path:
+    """Copy notebook 06 with ``INTERACTIVE = True`` and ``DEVICE = "cpu"`` in its parameters cell.
+
+    ``profile`` (and ``data_root``) first set the parameters ``xmodal reproduce --profile`` would
+    inject (so a ``cpu`` run reuses the models that run saved under ``XMODAL_ARTIFACTS``)."""
     import nbformat
 
-    nb = nbformat.read(ROOT / "notebooks" / "06_explainability.ipynb", as_version=4)
+    src = ROOT / "notebooks" / "06_explainability.ipynb"
+    injected: dict = {}
+    if profile is not None:
+        from xmodal_lib.run_plan import plan_run
+
+        injected = dict(plan_run([src], profile, ROOT / "notebooks", data_root=data_root)[0].injected)
+    injected.update(INTERACTIVE=True, DEVICE="cpu")
+    nb = nbformat.read(src, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     lines = []
     for line in cell.source.splitlines():
-        if line.startswith("INTERACTIVE ="):
-            line = "INTERACTIVE = True"
-        elif line.startswith("DEVICE ="):
-            line = 'DEVICE = "cpu"'
-        lines.append(line)
+        key = line.split("=", 1)[0].strip()
+        lines.append(f"{key} = {injected[key]!r}" if "=" in line and key in injected else line)
     cell.source = "\n".join(lines)
     out = dst_dir / "06_explainability_interactive.ipynb"
     nbformat.write(nb, out)
@@ -161,6 +168,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="PNG path (default figures/jupyterlab_06.png)")
     ap.add_argument("--timeout", type=float, default=540.0, help="seconds to wait for the notebook to run")
+    ap.add_argument("--profile", default=None,
+                    help="parameters of notebooks/params/<profile>/06_explainability.yaml (default: the notebook's own)")
+    ap.add_argument("--data-root", default=None, help="DATA_ROOT as `xmodal reproduce --data-root` passes it")
     args = ap.parse_args()
     from xmodal_lib.paths import figures_dir
 
@@ -183,7 +193,7 @@ def main() -> int:
     (nbset / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     nb_dir = tmp / "nb"
     nb_dir.mkdir()
-    nb = prepare_notebook(nb_dir)
+    nb = prepare_notebook(nb_dir, args.profile, args.data_root)
     port = free_port()
     proc = start_lab(nb_dir, tmp, port, env)
     t0 = time.time()
