@@ -23,10 +23,11 @@ from tqdm.auto import tqdm
 
 from . import distributed as D
 from .checkpoint import optimizer_to_flat, save_tensors
+from .devices import resolve_device
 from .loader import EpochSampler, make_loader, to_device
 from .train import (_OVERRIDES, _RESUME_POLICY, NonFiniteLossError, TrainConfig, TrainResult, _check_all_used,
                     _lr_lambda, _make_optimizer, _prepare_checkpoint_dir, _restore, _rng_state, list_checkpoints,
-                    resolve_device, seed_everything)
+                    seed_everything)
 
 __all__ = ["FitRun", "setup", "train_step", "save_checkpoint", "validate", "run"]
 

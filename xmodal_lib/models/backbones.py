@@ -24,7 +24,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
-__all__ = ["create_vit", "load_weights_file", "tokens", "cls_embedding", "module_device"]
+__all__ = ["create_vit", "load_weights_file", "tokens", "cls_embedding"]
 
 _HEAD_KEYS = ("head.weight", "head.bias", "head.fc.weight", "head.fc.bias")
 
@@ -168,11 +168,6 @@ def tokens(vit: nn.Module, x: Tensor) -> Tensor:
             f"tokens: forward_features returned shape {tuple(out.shape)}; expected [B, tokens, D] (timm >= 0.9)"
         )
     return out
-
-
-def module_device(m: nn.Module) -> torch.device:
-    """The device of ``m``'s first parameter (where its inputs must go)."""
-    return next(m.parameters()).device
 
 
 def cls_embedding(vit: nn.Module, x: Tensor) -> Tensor:

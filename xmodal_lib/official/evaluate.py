@@ -43,7 +43,7 @@ from ..data.sake import read_sake
 from ..data.transforms import ImageLoader
 from ..reported import CONVENTIONS, SETTINGS, reported_for
 from ..retrieval.metrics import category_metrics
-from ..train import resolve_device
+from ..devices import resolve_device
 
 __all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit",
            "format_report", "find_role", "evaluate_official"]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.index import DataError, SBIRIndex
+from ..devices import module_device
 from ..distributed import gather_cat, gather_cat_nograd
 from ..losses.crossatnet import (attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
                                  quantization_loss, semantic_alignment_loss)
@@ -214,7 +215,7 @@ def embed_test(net: CrossATNet, test_index: SBIRIndex, cfg: CrossATNetRunConfig,
     ``images`` by a hash of their pixels.
     """
     from ..retrieval.embed_cache import embed_images, embed_records, model_fingerprint
-    from ..train import resolve_device
+    from ..devices import resolve_device
 
     dev = resolve_device(cfg.device)
     net.eval().to(dev)
@@ -252,8 +253,8 @@ def evaluate(net: CrossATNet, emb: Embedded, metrics: Sequence[str] = ("map_all_
                     "score_seconds": t_real, "bytes_per_item": 4.0 * g.shape[1]}
     for b in (net.cfg.hash_bits if bits is None else bits):
         with torch.no_grad():
-            qc = pack_bits(net.codes(q.to(next(net.parameters()).device), b).cpu())
-            gc = pack_bits(net.codes(g.to(next(net.parameters()).device), b).cpu())
+            qc = pack_bits(net.codes(q.to(module_device(net)), b).cpu())
+            gc = pack_bits(net.codes(g.to(module_device(net)), b).cpu())
         dist, t_ham = _timed(lambda: hamming_distance(qc, gc))
         # Hamming ties: mean over random tie orders + optimistic/pessimistic bounds (retrieval.ties)
         rows[f"hash{b}"] = {**tie_robust_metrics(dist, emb.sketch_labels, emb.photo_labels, metrics, largest=False),

@@ -29,7 +29,7 @@ from ..distributed import gather_cat, gather_cat_nograd
 from ..losses.rkd import rkd_angle, rkd_distance
 from ..losses.triplet import batch_all_triplet
 from ..losses.xaqc import XAQC
-from ..models.backbones import module_device
+from ..devices import module_device
 from ..models.xmodalvit import StudentPair, XModalTeacher, build_students, build_teacher
 from .xmodalvit_config import XModalViTConfig
 from .xmodalvit_data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
@@ -243,7 +243,8 @@ def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational:
 def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeacher, relational: bool = True,
                     out_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
     """Distil photo + sketch students from the frozen ``teacher``; returns ``(StudentPair, TrainResult)``."""
-    from ..train import fit, resolve_device
+    from ..devices import resolve_device
+    from ..train import fit
 
     freeze(teacher).to(resolve_device(cfg.device))
     students = make_students(cfg, teacher.embed_dim)

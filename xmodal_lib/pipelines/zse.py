@@ -33,7 +33,8 @@ from ..distributed import broadcast_object
 from ..losses.zse import zse_loss
 from ..models.zse import ZSEConfig, ZSESBIR
 from ..retrieval.metrics import category_metrics
-from ..train import TrainConfig, TrainResult, fit, resolve_device
+from ..devices import resolve_device
+from ..train import TrainConfig, TrainResult, fit
 from .zse_data import ZSEBatchDataset
 from .zse_eval import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
                        scores_rn_rerank, scores_ret)

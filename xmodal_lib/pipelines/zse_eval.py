@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..models.backbones import module_device
+from ..devices import module_device
 from ..models.zse import ZSESBIR
 from ..retrieval.metrics import category_metrics, fg_accuracy
 from ..retrieval.search import similarity

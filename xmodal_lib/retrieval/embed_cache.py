@@ -28,6 +28,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..devices import module_device
+
 __all__ = ["model_fingerprint", "record_key", "EmbeddingCache", "embed_records", "embed_images", "resolve_precision"]
 
 Encode = Callable[[Tensor], Tensor]
@@ -147,10 +149,8 @@ def _device_of(encode: Encode, device: str | torch.device | None) -> torch.devic
     if device not in (None, "auto"):
         return torch.device(device)
     owner = getattr(encode, "__self__", None)
-    if isinstance(owner, nn.Module):
-        p = next(owner.parameters(), None)
-        if p is not None:
-            return p.device
+    if isinstance(owner, nn.Module) and next(owner.parameters(), None) is not None:
+        return module_device(owner)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

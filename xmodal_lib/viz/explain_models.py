@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..devices import module_device
 from . import explain as ex
 
 
@@ -34,14 +35,9 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 METHODS = ("zse", "xmodalvit", "crossatnet")
 
 
-def _device(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def _batch(x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
     x = torch.as_tensor(x).float()
-    return (x[None] if x.ndim == 3 else x).to(_device(model))  # (1, 3, H, W)
+    return (x[None] if x.ndim == 3 else x).to(module_device(model))  # (1, 3, H, W)
 
 
 # --------------------------------------------------------------------------- model-aware parts

@@ -20,7 +20,8 @@ import torch
 
 from ..retrieval.sanity import check_query_dependent
 from . import explain as ex
-from .explain_models import (METHODS, ZSEExplanation, _batch, _device, crossatnet_explain,
+from ..devices import module_device
+from .explain_models import (METHODS, ZSEExplanation, _batch, crossatnet_explain,
                              crossatnet_pair_figure, explain_pair, xmodal_explain, xmodal_pair_figure,
                              zse_attention_figure, zse_explain, zse_pair_figure)
 from .retrieval_plots import plot_retrieval_strips, strip_row
@@ -66,7 +67,7 @@ class ExplorerGallery:
     def ensure_embeddings(self) -> torch.Tensor:
         if self.embeddings is None:
             self.model.eval()
-            chunks = [self.model.encode_photo(self.images[a:a + self.batch_size].to(_device(self.model))).cpu()
+            chunks = [self.model.encode_photo(self.images[a:a + self.batch_size].to(module_device(self.model))).cpu()
                       for a in range(0, len(self.images), self.batch_size)]
             self.embeddings = torch.cat(chunks)  # (G, D)
         return self.embeddings
