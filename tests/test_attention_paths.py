@@ -127,18 +127,17 @@ def test_cnn_crossatnet_has_no_switchable_attention():
 def test_figure_paths_return_weights_under_the_fused_regime():
     t = _teacher().eval()
     set_attention_impl(t, "fused")
-    z_p, _, maps = t(_images(2, 32, 1), _images(2, 32, 2), return_attention=True)
+    maps = t.xma_attention(_images(2, 32, 1), _images(2, 32, 2))
     assert len(maps) == 3 and maps[0]["sketch_to_photo"].shape == (2, 3, 1 + 16)
     torch.testing.assert_close(maps[0]["photo_to_sketch"].sum(-1), torch.ones(2, 3))
-    torch.testing.assert_close(z_p, t(_images(2, 32, 1), _images(2, 32, 2))[0], atol=1e-5, rtol=1e-5)
 
     z = _zse().eval()
     set_attention_impl(z, "fused")
-    sa = z.sa_features(_images(2, 48, 1), "sketch", return_attention=True)
+    sa = z.sa_attention(_images(2, 48, 1), "sketch")
     assert len(sa.ret_attn) == 4 and sa.ret_attn[0].shape == (2, 4, 36)
 
     net = _crossatnet_vit().eval()
-    _, att = net.encode_photo(_images(2, 64, 1), return_attention=True)
+    att = net.photo_attention(_images(2, 64, 1))
     assert att.shape == (2, 4, 4)
     torch.testing.assert_close(att.flatten(1).sum(-1), torch.ones(2))
 
@@ -149,11 +148,11 @@ def test_zse_ca_weights_and_sdpa_path(variant):
     ca = ZSECrossAttention(dim=16, heads=4, ffn=24, dropout=0.0, variant=variant).eval()
     xs, xp = torch.randn(3, 7, 16), torch.randn(3, 7, 16)
     s_f, p_f = ca(xs, xp)  # fused
-    s_w, p_w, w = ca(xs, xp, return_attention=True)  # explicit, with weights
+    s_w, p_w, w_s, w_p = ca.attention(xs, xp)  # explicit, with weights
     torch.testing.assert_close(s_f, s_w, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(p_f, p_w, atol=1e-5, rtol=1e-5)
-    assert w["sketch"].shape == (3, 4, 7, 7) and w["photo"].shape == (3, 4, 7, 7)
-    torch.testing.assert_close(w["sketch"].sum(-1), torch.ones(3, 4, 7))
+    assert w_s.shape == (3, 4, 7, 7) and w_p.shape == (3, 4, 7, 7)
+    torch.testing.assert_close(w_s.sum(-1), torch.ones(3, 4, 7))
     # the cached-projection path (exhaustive evaluation) uses the same kernel choice
     for impl in ("fused", "explicit"):
         set_attention_impl(ca, impl)

@@ -36,13 +36,18 @@ def test_gallery_embedding_does_not_depend_on_the_query(net):
 def test_attention_maps_are_returned_and_are_distributions(net):
     x, s = torch.randn(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        z, att = net.encode_photo(x, return_attention=True)
-        zg, att_g = net.encode_photo_guided(x, s, return_attention=True)
+        z, att = net.encode_photo(x), net.photo_attention(x)
+        zg, att_g = net.encode_photo_guided(x, s), net.guided_attention(x, s)
     assert z.shape == zg.shape == (3, 24)
     assert att.shape == att_g.shape == (3, 4, 4)  # 32 px at stride 8
     assert torch.allclose(att.sum((1, 2)), torch.ones(3), atol=1e-5)
     assert torch.allclose(att_g.sum((1, 2)), torch.ones(3), atol=1e-5)
-    assert torch.allclose(net.encode_photo(x), z, atol=1e-6)
+    out = net(s, x)  # the training forward pools with the same maps
+    assert torch.allclose(out["att_self"].view(3, 4, 4), att, atol=1e-6)
+    assert torch.allclose(out["att_guided"].view(3, 4, 4), att_g, atol=1e-6)
+    assert torch.allclose(out["z_px"], zg, atol=1e-6) and torch.allclose(out["z_p"], z, atol=1e-6)
+    sim = net.similarity(net.encode_sketch(s), z)
+    assert sim.shape == (3, 3) and torch.allclose(sim, net.encode_sketch(s) @ z.T, atol=1e-6)
 
 
 def test_codes_are_pm1_and_hamming_ranking_equals_matmul_identity(net):
@@ -68,11 +73,11 @@ def test_no_cross_attention_variant_and_vit_backbone():
     m = CrossATNet(cfg).eval()
     with torch.no_grad():
         out = m(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
-        _, att = m.encode_photo(torch.randn(2, 3, 32, 32), return_attention=True)
+        att = m.photo_attention(torch.randn(2, 3, 32, 32))
     assert "z_px" not in out and "att_guided" not in out and not any(k.startswith("h_") for k in out)
     assert att.shape[0] == 2 and att.shape[1] * att.shape[2] == out["att_self"].shape[1]
     with pytest.raises(ValueError, match="cross_attention=False"):
-        m.guided_attention(torch.randn(2, 4, 64), out["z_s"])
+        m.guided_attention(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="unknown timm model"):
         CrossATNet(CrossATNetConfig(backbone="not_a_model_xyz"))
 

@@ -90,8 +90,9 @@ def test_zse_explanation_honours_token_selection(zse_pruned):
 def test_xmodal_explanation_shapes(teacher):
     e = xp.xmodal_explain(teacher, _sketches(1)[0], _images(1)[0])
     n = (SIZE // 8) ** 2
-    assert len(e["sketch_to_photo"]) == 2
-    assert e["sketch_to_photo"][0].shape == (3, n) and e["photo_to_sketch"][0].shape == (3, n)
+    assert isinstance(e, xp.Explanation) and e.method == "xmodalvit" and len(e.photo_attn) == 2
+    assert e.photo_attn[0].shape == (3, n) and e.sketch_attn[0].shape == (3, n)  # sketch [CLS] -> photo, vice versa
+    assert len(e.photo_to_sketch_cls) == 2 and e.photo_to_sketch_cls[0].shape == (3,)
 
 
 def _callbacks(zse, teacher, catn, loader=None):

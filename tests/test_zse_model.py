@@ -36,7 +36,7 @@ def test_token_selection_196_177_160_144():
     torch.manual_seed(0)
     model = ZSESBIR(_thin_224(keep_rate=0.9)).eval()
     assert model.sa.kept_per_layer() == [196] * 3 + [177] * 3 + [160] * 3 + [144] * 3
-    out = model.sa_features(torch.randn(2, 3, 224, 224), "sketch", return_attention=True)
+    out = model.sa_attention(torch.randn(2, 3, 224, 224), "sketch")
     assert out.tokens.shape == (2, 145, 16)
     assert out.kept.shape == (2, 144)
     for row in out.kept:  # strictly increasing grid positions inside the 14x14 grid
@@ -71,7 +71,7 @@ def test_fused_and_manual_attention_paths_agree(keep_rate):
     model = ZSESBIR(ZSEConfig.smoke(keep_rate=keep_rate)).eval()
     x = torch.randn(3, 3, 48, 48)
     fused = model.sa_features(x, "sketch")
-    manual = model.sa_features(x, "sketch", return_attention=True)
+    manual = model.sa_attention(x, "sketch")
     assert not fused.ret_attn and len(manual.ret_attn) == 4
     torch.testing.assert_close(fused.tokens, manual.tokens, atol=1e-5, rtol=1e-5)
     assert torch.equal(fused.kept, manual.kept)

@@ -133,7 +133,7 @@ def test_hybrid_embed_in_the_three_methods():
     assert st.encode_sketch(x).shape == (2, 32)
     net = CrossATNet(CrossATNetConfig(backbone="pretrained_lite0", img_size=64, output_stride=16, embed_dim=32,
                                       attn_dim=16, hash_bits=(16,)))
-    z, att = net.encode_photo(x, return_attention=True)
+    z, att = net.encode_photo(x), net.photo_attention(x)
     assert z.shape == (2, 32) and att.shape == (2, 4, 4)
     with pytest.raises(ValueError, match="patch size 16"):
         use_hybrid_embed(timm.create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, num_classes=0),

@@ -4,7 +4,7 @@ The fused path is ``torch.nn.functional.scaled_dot_product_attention`` (flash / 
 kernels on GPU, a fused kernel on CPU); the explicit path materialises ``softmax(QKᵀ·scale)``
 as the official code does. Both compute the same function (tested equal within float tolerance,
 forward and backward); the explicit one also runs whenever attention *weights* are requested
-for figures (``return_attention=True``), whatever the switch says.
+for figures (the models' named attention methods, e.g. ``xma_attention``), whatever the switch says.
 
 What :func:`set_attention_impl` switches:
 

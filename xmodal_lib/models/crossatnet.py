@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import timm
 import torch
@@ -162,10 +163,19 @@ def spatial_tokens(backbone: nn.Module, x: Tensor) -> tuple[Tensor, tuple[int, i
     raise ValueError(f"spatial_tokens: unexpected forward_features shape {tuple(f.shape)}")
 
 
+class PhotoPooling(NamedTuple):
+    """One attention pooling of photo features: the embedding and the weights it pooled with."""
+
+    embedding: Tensor  # (B, D) L2-normalised
+    attention: Tensor  # (B, h, w) softmax over the h*w feature positions
+
+
 class CrossATNet(nn.Module):
     """Sketch and photo encoders into a shared space, sketch-guided attention and hash heads.
 
-    Retrieval API: :meth:`encode_sketch`, :meth:`encode_photo` (query-independent), :meth:`codes`.
+    Retrieval API (one return type per method): :meth:`encode_sketch`, :meth:`encode_photo`
+    (query-independent) -> ``[B, D]``, :meth:`similarity` -> ``[Q, G]``, :meth:`codes`. Attention
+    maps ``[B, h, w]``: :meth:`photo_attention` (own), :meth:`guided_attention` (by the paired sketch).
     """
 
     def __init__(self, cfg: CrossATNetConfig) -> None:
@@ -196,36 +206,56 @@ class CrossATNet(nn.Module):
     def _own_attention(self, t: Tensor) -> Tensor:
         return torch.softmax(self.own_attn(t).squeeze(-1), dim=1)  # (B, N)
 
-    def encode_photo(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def _pool(self, t: Tensor, att: Tensor, grid: tuple[int, int]) -> PhotoPooling:
+        """Tokens [B, N, Cp] pooled with weights [B, N] -> embedding [B, D] and the map [B, h, w]."""
+        z = F.normalize(self.photo_proj(torch.einsum("bn,bnc->bc", att, t)), dim=-1)
+        return PhotoPooling(z, att.view(-1, *grid))
+
+    def _own(self, x: Tensor) -> PhotoPooling:
+        t, grid = spatial_tokens(self.photo_net, x)  # (B, N, Cp)
+        return self._pool(t, self._own_attention(t), grid)
+
+    def _guided(self, photo: Tensor, sketch: Tensor) -> PhotoPooling:
+        t, grid = spatial_tokens(self.photo_net, photo)  # (B, N, Cp)
+        return self._pool(t, self._guided_weights(t, self.encode_sketch(sketch)), grid)
+
+    def encode_photo(self, x: Tensor) -> Tensor:
         """Photos -> L2-normalised embeddings [B, D] with the photo's own attention pooling.
 
-        Independent of any sketch. ``return_attention=True`` also gives the map [B, h, w].
+        Independent of any sketch (the gallery path); the map it pooled with: :meth:`photo_attention`.
         """
-        t, (h, w) = spatial_tokens(self.photo_net, x)  # (B, N, Cp)
-        att = self._own_attention(t)  # (B, N)
-        z = F.normalize(self.photo_proj(torch.einsum("bn,bnc->bc", att, t)), dim=-1)
-        return (z, att.view(-1, h, w)) if return_attention else z
+        return self._own(x).embedding
 
-    def guided_attention(self, photo_tokens: Tensor, sketch_emb: Tensor) -> Tensor:
+    def photo_attention(self, x: Tensor) -> Tensor:
+        """The photo's own attention map [B, h, w] (softmax over positions) that :meth:`encode_photo` pools with."""
+        return self._own(x).attention
+
+    def _guided_weights(self, photo_tokens: Tensor, sketch_emb: Tensor) -> Tensor:
         """Sketch-guided attention over photo positions: tokens [B, N, Cp], z_s [B, D] -> [B, N]."""
         if not self.cfg.cross_attention:
-            raise ValueError("guided_attention: this model was built with cross_attention=False")
+            raise ValueError("guided attention: this model was built with cross_attention=False")
         q = self.guide_q(sketch_emb)  # (B, A)
         k = self.guide_k(photo_tokens)  # (B, N, A)
         logits = torch.einsum("bna,ba->bn", k, q) / math.sqrt(q.shape[-1])
         return torch.softmax(logits, dim=1)
 
-    def encode_photo_guided(self, photo: Tensor, sketch: Tensor,
-                            return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Photo embeddings pooled with the attention its paired sketch (row i <-> row i) induces.
+    def encode_photo_guided(self, photo: Tensor, sketch: Tensor) -> Tensor:
+        """Photo embeddings [B, D] pooled with the attention its paired sketch (row i <-> row i) induces.
 
         Training-time / figure path; retrieval uses :meth:`encode_photo`.
         """
-        z_s = self.encode_sketch(sketch)
-        t, (h, w) = spatial_tokens(self.photo_net, photo)
-        att = self.guided_attention(t, z_s)
-        z = F.normalize(self.photo_proj(torch.einsum("bn,bnc->bc", att, t)), dim=-1)
-        return (z, att.view(-1, h, w)) if return_attention else z
+        return self._guided(photo, sketch).embedding
+
+    def guided_attention(self, photo: Tensor, sketch: Tensor) -> Tensor:
+        """Sketch-guided attention map [B, h, w] over each photo's positions (row i guided by sketch i);
+        ValueError for a model built with ``cross_attention=False``."""
+        return self._guided(photo, sketch).attention
+
+    @staticmethod
+    def similarity(q: Tensor, g: Tensor) -> Tensor:
+        """Cosine scores ``[Q, G]`` of sketch embeddings ``q`` [Q, D] and photo embeddings ``g`` [G, D]
+        (larger = more similar; the real-valued retrieval score, hashing ranks by :meth:`codes`)."""
+        return F.normalize(q, dim=-1) @ F.normalize(g, dim=-1).t()
 
     # ---- hashing ------------------------------------------------------------------------------
     def hash_logits(self, z: Tensor, bits: int) -> Tensor:
@@ -252,7 +282,7 @@ class CrossATNet(nn.Module):
         out = {"z_s": z_s, "att_self": att_self,
                "z_p": F.normalize(self.photo_proj(torch.einsum("bn,bnc->bc", att_self, t)), dim=-1)}
         if self.cfg.cross_attention:
-            att_g = self.guided_attention(t, z_s)
+            att_g = self._guided_weights(t, z_s)
             out["att_guided"] = att_g
             out["z_px"] = F.normalize(self.photo_proj(torch.einsum("bn,bnc->bc", att_g, t)), dim=-1)
         for b in self.cfg.hash_bits:

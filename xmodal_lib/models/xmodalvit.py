@@ -15,7 +15,7 @@ classification heads, the sigmoid ``mlp_head``) are not built.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ __all__ = [
     "CrossAttention",
     "XMALayer",
     "XModalTeacher",
+    "FusedEmbeddings",
     "XModalStudent",
     "StudentPair",
     "STUDENT_POOLS",
@@ -121,12 +122,19 @@ class XMALayer(nn.Module):
         return xp, xs, maps
 
 
+class FusedEmbeddings(NamedTuple):
+    """The teacher's fused [CLS] embeddings ``[B, D]`` of a (photo, sketch) batch."""
+
+    photo: Tensor
+    sketch: Tensor
+
+
 class XModalTeacher(nn.Module):
     """Modality fusion network: photo ViT + sketch ViT + ``depth`` XMA layers.
 
-    ``forward(photo, sketch) -> (z_p, z_s)`` fused [CLS] embeddings ``[B, D]`` (D = encoder width,
-    768 for ViT-B). With ``return_attention=True`` a third element lists one dict per XMA layer
-    (see :meth:`XMALayer.forward`). The patch grid is ``grid`` (side of the square token grid).
+    ``forward(photo, sketch) -> FusedEmbeddings(z_p, z_s)`` fused [CLS] embeddings ``[B, D]``
+    (D = encoder width, 768 for ViT-B; unpacks as ``z_p, z_s``). :meth:`xma_attention` gives the
+    attention weights, one dict per XMA layer (see :meth:`XMALayer.forward`). The patch grid is ``grid``.
     """
 
     def __init__(self, photo_encoder: nn.Module, sketch_encoder: nn.Module, depth: int = 3,
@@ -148,15 +156,23 @@ class XModalTeacher(nn.Module):
             t = torch.cat([t[:, :1], t[:, 1 + extra:]], dim=1)
         return t
 
-    def forward(self, photo: Tensor, sketch: Tensor, return_attention: bool = False):
+    def _fuse(self, photo: Tensor, sketch: Tensor, need_weights: bool) -> tuple[FusedEmbeddings, list[dict]]:
         xp = self._tokens(self.photo_encoder, photo)  # (B, 1+Np, D)
         xs = self._tokens(self.sketch_encoder, sketch)  # (B, 1+Ns, D)
         maps = []
         for layer in self.layers:
-            xp, xs, a = layer(xp, xs, need_weights=return_attention)
+            xp, xs, a = layer(xp, xs, need_weights=need_weights)
             maps.append(a)
-        z_p, z_s = xp[:, 0], xs[:, 0]  # (B, D)
-        return (z_p, z_s, maps) if return_attention else (z_p, z_s)
+        return FusedEmbeddings(xp[:, 0], xs[:, 0]), maps  # (B, D) each
+
+    def forward(self, photo: Tensor, sketch: Tensor) -> FusedEmbeddings:
+        """Fused [CLS] embeddings of paired rows (fused SDPA attention where the switch allows)."""
+        return self._fuse(photo, sketch, need_weights=False)[0]
+
+    def xma_attention(self, photo: Tensor, sketch: Tensor) -> list[dict[str, Tensor]]:
+        """Per XMA layer ``{"sketch_to_photo": [B,h,1+Np], "photo_to_sketch": [B,h,2+Ns]}`` (explicit
+        softmax path; column layout in :meth:`XMALayer.forward`)."""
+        return self._fuse(photo, sketch, need_weights=True)[1]
 
     def encode_photo(self, photo: Tensor, sketch: Tensor) -> Tensor:
         """Photo-branch fused embedding z_p(photo, sketch); the teacher always needs both inputs."""
@@ -228,8 +244,9 @@ class StudentPair(nn.Module):
         return self.encode_photo(photo), self.encode_sketch(sketch)
 
     @staticmethod
-    def score(q: Tensor, g: Tensor) -> Tensor:
-        """Dot-product scores ``[Q, G]`` (larger = more similar)."""
+    def similarity(q: Tensor, g: Tensor) -> Tensor:
+        """Dot-product scores ``[Q, G]`` of sketch ``q`` [Q, D] and photo ``g`` [G, D] embeddings
+        (larger = more similar; the cosine when ``normalize=True``)."""
         return q @ g.t()
 
 

@@ -5,7 +5,9 @@ Public API::
     cfg = ZSEConfig.smoke()            # or ZSEConfig.paper()
     model = ZSESBIR(cfg)
     model.encode_sketch(x) / model.encode_photo(x)   # (B, D) pre-CA [Ret] ("Ours-Ret")
-    sa = model.sa_features(x, "sketch", return_attention=True)  # tokens, kept positions, maps
+    model.similarity(q, g)                           # (Q, G) cosine of [Ret] embeddings
+    sa = model.sa_features(x, "sketch")               # tokens, kept positions (SAOutput)
+    sa = model.sa_attention(x, "sketch")              # the same with every layer's [Ret] attention maps
     out = model.pair_forward(sa_s, sa_p)              # post-CA [Ret] of both + RN score (n,)
     model.score_pairs(x_sketch, x_photo)              # RN scores of paired images (n,)
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hybrid import use_hybrid_embed
@@ -112,9 +115,13 @@ class ZSESBIR(nn.Module):
                                   cfg.rn_raw_view, cfg.dropout)
 
     # --- SA -----------------------------------------------------------------------------------
-    def sa_features(self, x: Tensor, modality: str, return_attention: bool = False) -> SAOutput:
-        """SA tokens (B, 1+N, D), kept grid positions (B, N) and optional [Ret] attention maps."""
-        return self.sa(x, modality, return_attention=return_attention)
+    def sa_features(self, x: Tensor, modality: str) -> SAOutput:
+        """SA tokens (B, 1+N, D) and kept grid positions (B, N); no attention maps."""
+        return self.sa(x, modality)
+
+    def sa_attention(self, x: Tensor, modality: str) -> SAOutput:
+        """:meth:`sa_features` plus every layer's [Ret] attention maps (``ret_attn``, ``ret_attn_pos``)."""
+        return self.sa.with_attention(x, modality)
 
     def encode_sketch(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) sketches -> (B, D) pre-CA [Ret] embedding (official ``sa`` retrieval)."""
@@ -123,6 +130,12 @@ class ZSESBIR(nn.Module):
     def encode_photo(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) photos -> (B, D) pre-CA [Ret] embedding."""
         return self.sa(x, "photo").ret
+
+    @staticmethod
+    def similarity(q: Tensor, g: Tensor) -> Tensor:
+        """Cosine scores ``[Q, G]`` of [Ret] embeddings (larger = more similar; "Ours-Ret"). The RN
+        score of image pairs ("Ours-RN") is :meth:`score_pairs`."""
+        return F.normalize(q, dim=-1) @ F.normalize(g, dim=-1).t()
 
     # --- CA + RN ------------------------------------------------------------------------------
     def pair_forward(self, s_tokens: Tensor, s_pos: Tensor, p_tokens: Tensor, p_pos: Tensor) -> PairOutput:

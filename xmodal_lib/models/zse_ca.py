@@ -19,17 +19,29 @@ For exhaustive scoring the Q/K/V projections of every image can be computed once
 (:meth:`CrossAttention.project`) and reused for every pair (:meth:`CrossAttention.pairs_from_projections`).
 
 Attention kernel: the fused ``scaled_dot_product_attention`` (flash / memory-efficient kernels on
-GPU) runs unless the weights are requested (``return_attention=True``, figures) or the layer's
+GPU) runs unless the weights are requested (:meth:`CrossAttention.attention`, figures) or the layer's
 ``fused`` flag is False (the official explicit-softmax regime, for benchmarks; see
 :func:`xmodal_lib.models.attention.set_attention_impl`). Both paths are tested equal.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CALayerNorm", "CrossAttentionLayer", "CrossAttention"]
+__all__ = ["CALayerNorm", "CrossAttentionLayer", "CrossAttention", "CAOutput"]
+
+
+class CAOutput(NamedTuple):
+    """CA outputs of paired rows, (n, N, D) each, and the softmax weights (n, H, N, N) of each layer
+    (rows = that layer's queries, columns = keys)."""
+
+    sketch: Tensor
+    photo: Tensor
+    sketch_weights: Tensor
+    photo_weights: Tensor
 
 
 class CALayerNorm(nn.Module):
@@ -66,18 +78,19 @@ class CrossAttentionLayer(nn.Module):
         B, N, _ = x.shape
         return x.view(B, N, self.heads, self.hd).transpose(1, 2)  # (B, H, N, hd)
 
-    def from_projections(self, q: Tensor, k: Tensor, v: Tensor, v_in: Tensor,
-                         return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Layer output from projected q, k, v (B, N, D) and the residual input v_in (B, N, D).
+    def from_projections(self, q: Tensor, k: Tensor, v: Tensor, v_in: Tensor) -> Tensor:
+        """Layer output (B, N, D) from projected q, k, v (B, N, D) and the residual input v_in (B, N, D)."""
+        return self._layer(q, k, v, v_in, need_weights=False)[0]
 
-        ``return_attention=True`` also returns the softmax weights (B, H, N, N) (explicit path).
-        """
+    def _layer(self, q: Tensor, k: Tensor, v: Tensor, v_in: Tensor,
+               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """(output (B, N, D), softmax weights (B, H, N, N) with ``need_weights`` (explicit path), else None)."""
         if q.shape[1] != v_in.shape[1]:
             raise ValueError(f"CA: query length {q.shape[1]} != own-modality length {v_in.shape[1]}")
         B, N, D = q.shape
         qh, kh, vh = self._split(q), self._split(k), self._split(v)
         w = None
-        if return_attention or not self.fused:
+        if need_weights or not self.fused:
             w = ((qh @ kh.transpose(-2, -1)) * self.hd ** -0.5).softmax(dim=-1)  # (B, H, N, N)
             a = self.attn_drop(w) @ vh  # (B, H, N, hd)
         else:
@@ -86,12 +99,15 @@ class CrossAttentionLayer(nn.Module):
         a = self.o(a.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
         x = self.norm1(v_in + self.drop1(a))
         out = self.norm2(x + self.drop2(self.ffn(x)))
-        return (out, w) if return_attention else out
+        return out, (w if need_weights else None)
 
-    def forward(self, q_in: Tensor, k_in: Tensor, v_in: Tensor,
-                return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, q_in: Tensor, k_in: Tensor, v_in: Tensor) -> Tensor:
         """Attend with Q from q_in, K from k_in, V (and the residual) from v_in; all (B, N, D)."""
-        return self.from_projections(self.q(q_in), self.k(k_in), self.v(v_in), v_in, return_attention)
+        return self.from_projections(self.q(q_in), self.k(k_in), self.v(v_in), v_in)
+
+    def with_weights(self, q_in: Tensor, k_in: Tensor, v_in: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` and its softmax weights (B, H, N, N) (explicit path)."""
+        return self._layer(self.q(q_in), self.k(k_in), self.v(v_in), v_in, need_weights=True)
 
 
 class CrossAttention(nn.Module):
@@ -106,24 +122,24 @@ class CrossAttention(nn.Module):
         self.sketch_layer = CrossAttentionLayer(dim, heads, ffn, dropout)
         self.photo_layer = CrossAttentionLayer(dim, heads, ffn, dropout)
 
-    def forward(self, xs: Tensor, xp: Tensor, return_attention: bool = False):
-        """Paired sequences xs, xp (n, N, D) -> (sketch_out, photo_out), each (n, N, D).
-
-        ``return_attention=True`` adds a dict ``{"sketch": (n, H, N, N), "photo": (n, H, N, N)}``
-        of softmax weights (rows = queries of that layer, columns = keys).
-        """
+    def _inputs(self, xs: Tensor, xp: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Q/K/V inputs of the sketch and the photo layer for ``variant``."""
         if xs.shape != xp.shape:
             raise ValueError(f"CA: sketch {tuple(xs.shape)} and photo {tuple(xp.shape)} shapes differ")
-        ls, lp = self.sketch_layer, self.photo_layer
         if self.variant == "paper":
-            s = ls(q_in=xp, k_in=xs, v_in=xs, return_attention=return_attention)
-            p = lp(q_in=xs, k_in=xp, v_in=xp, return_attention=return_attention)
-        else:
-            s = ls(q_in=xs, k_in=xp, v_in=xs, return_attention=return_attention)
-            p = lp(q_in=xp, k_in=xs, v_in=xp, return_attention=return_attention)
-        if return_attention:
-            return s[0], p[0], {"sketch": s[1], "photo": p[1]}
-        return s, p
+            return dict(q_in=xp, k_in=xs, v_in=xs), dict(q_in=xs, k_in=xp, v_in=xp)
+        return dict(q_in=xs, k_in=xp, v_in=xs), dict(q_in=xp, k_in=xs, v_in=xp)
+
+    def forward(self, xs: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
+        """Paired sequences xs, xp (n, N, D) -> (sketch_out, photo_out), each (n, N, D)."""
+        s_in, p_in = self._inputs(xs, xp)
+        return self.sketch_layer(**s_in), self.photo_layer(**p_in)
+
+    def attention(self, xs: Tensor, xp: Tensor) -> CAOutput:
+        """:meth:`forward` with the softmax weights of both layers (explicit path, figures)."""
+        s_in, p_in = self._inputs(xs, xp)
+        (s, ws), (p, wp) = self.sketch_layer.with_weights(**s_in), self.photo_layer.with_weights(**p_in)
+        return CAOutput(s, p, ws, wp)
 
     def project(self, x: Tensor, modality: str) -> dict[str, Tensor]:
         """Every projection of one modality's sequences (B, N, D) that any pair will need."""

@@ -66,7 +66,7 @@ class SAOutput:
 
     tokens: (B, 1+N, D) final-normed tokens, [Ret] first, N = patch tokens kept after selection.
     kept: (B, N) long, grid position (0 .. grid²-1) of every kept patch token.
-    ret_attn: per layer, (B, H, N_l) [Ret]→patch attention (only with ``return_attention``).
+    ret_attn: per layer, (B, H, N_l) [Ret]→patch attention (only from :meth:`SelfAttentionModule.with_attention`).
     ret_attn_pos: per layer, (B, N_l) grid positions of the columns of ``ret_attn``.
     """
 
@@ -201,8 +201,15 @@ class SelfAttentionModule(nn.Module):
             t = 0.5 * (t + self.stem(x))
         return t
 
-    def forward(self, x: Tensor, modality: str = "photo", return_attention: bool = False) -> SAOutput:
-        """SA(x) for ``modality`` "sketch" or "photo"; see :class:`SAOutput`."""
+    def forward(self, x: Tensor, modality: str = "photo") -> SAOutput:
+        """SA(x) for ``modality`` "sketch" or "photo"; see :class:`SAOutput` (no attention maps)."""
+        return self._run(x, modality, maps=False)
+
+    def with_attention(self, x: Tensor, modality: str = "photo") -> SAOutput:
+        """SA(x) with every layer's [Ret] attention in ``ret_attn``/``ret_attn_pos`` (explicit softmax)."""
+        return self._run(x, modality, maps=True)
+
+    def _run(self, x: Tensor, modality: str, maps: bool) -> SAOutput:
         if modality not in ("sketch", "photo"):
             raise ValueError(f"modality must be 'sketch' or 'photo', got {modality!r}")
         use_stem = self.stem_mode == "both" or (self.stem_mode == "sketch" and modality == "sketch")
@@ -218,10 +225,10 @@ class SelfAttentionModule(nn.Module):
         attn_pos: list[Tensor] = []
         for l, blk in enumerate(vit.blocks, start=1):
             prune = self.keep_rate < 1.0 and l in self.prune_layers
-            mode = "full" if return_attention else ("ret" if prune else "none")
+            mode = "full" if maps else ("ret" if prune else "none")
             h, row = _attend(blk.attn, blk.norm1(x), mode)
             x = x + blk.drop_path1(blk.ls1(h))
-            if return_attention:
+            if maps:
                 attn_maps.append(row[:, :, 1:])  # (B, H, N_l) [Ret]→patches
                 attn_pos.append(pos)
             if prune:

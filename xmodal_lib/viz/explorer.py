@@ -21,14 +21,15 @@ import torch
 from ..retrieval.sanity import check_query_dependent
 from . import explain as ex
 from ..devices import module_device
-from .explain_models import (METHODS, ZSEExplanation, _batch, crossatnet_explain,
-                             crossatnet_pair_figure, explain_pair, xmodal_explain, xmodal_pair_figure,
-                             zse_attention_figure, zse_explain, zse_pair_figure)
+from .explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
+                             crossatnet_pair_figure, explain, explain_pair, pair_figure, xmodal_explain,
+                             xmodal_pair_figure, zse_attention_figure, zse_explain, zse_pair_figure)
 from .retrieval_plots import plot_retrieval_strips, strip_row
 
 __all__ = [
-    "METHODS", "ZSEExplanation", "zse_explain", "zse_attention_figure", "zse_pair_figure", "xmodal_explain",
-    "xmodal_pair_figure", "crossatnet_explain", "crossatnet_pair_figure", "explain_pair", "ExplorerGallery",
+    "METHODS", "Explanation", "explain", "pair_figure", "zse_explain", "zse_attention_figure", "zse_pair_figure",
+    "xmodal_explain", "xmodal_pair_figure", "crossatnet_explain", "crossatnet_pair_figure", "explain_pair",
+    "ExplorerGallery",
     "search_and_show", "strokes_to_array", "strokes_to_image", "sketch_image_to_tensor", "strokes_to_tensor",
     "ExplorerCallbacks", "figure_png", "drawing_canvas", "build_explorer",
 ]
