@@ -60,6 +60,8 @@ class TrainConfig:
     ``"exponential"`` (``lr * gamma ** epoch``, as XModalViT's students). ``precision``: ``"auto"``
     = bf16 autocast on CUDA and fp32 on CPU; ``"fp32"`` (the official training); ``"bf16"``;
     ``"fp16"`` (CUDA autocast with a gradient scaler, whose state is not checkpointed).
+    ``weight_decay`` reaches matrices and embeddings only: biases and norm gains/shifts are exempt
+    (:func:`param_groups`, nanoGPT's rule; the official code of the three papers decays every parameter).
     ``ckpt_every`` counts optimiser steps (None: checkpoints only at epoch ends and where the run stops).
 
     ``batch_size`` is the GLOBAL batch; under DDP with W ranks each rank loads ``batch_size / W``
