@@ -61,7 +61,7 @@ class TrainConfig:
     = bf16 autocast on CUDA and fp32 on CPU; ``"fp32"`` (the official training); ``"bf16"``;
     ``"fp16"`` (CUDA autocast with a gradient scaler, whose state is not checkpointed).
     ``weight_decay`` reaches matrices and embeddings only: biases and norm gains/shifts are exempt
-    (:func:`param_groups`, nanoGPT's rule; the official code of the three papers decays every parameter).
+    (:func:`param_groups`, nanoGPT's rule; the official XModalViT and ZSE-SBIR code decays every parameter).
     ``ckpt_every`` counts optimiser steps (None: checkpoints only at epoch ends and where the run stops).
 
     ``batch_size`` is the GLOBAL batch; under DDP with W ranks each rank loads ``batch_size / W``
@@ -200,7 +200,8 @@ def param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[s
     """Optimiser groups as nanoGPT's ``configure_optimizers``: matrices and embeddings (``ndim >= 2``)
     decay by ``weight_decay``; biases and norm gains/shifts (``ndim < 2``) get ``weight_decay = 0``.
 
-    A deliberate difference from the official code of all three papers, which decays every parameter.
+    A deliberate difference from the official XModalViT and ZSE-SBIR code, which decays every parameter
+    (CrossATNet has no released code).
     Each group carries ``no_decay`` so a later change of ``weight_decay`` leaves the exempt group at 0;
     empty groups are left out (order kept: decayed first)."""
     decay = [p for p in params if p.ndim >= 2]
