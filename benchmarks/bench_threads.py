@@ -65,7 +65,7 @@ def _teacher_step_fn(batch: int):
     from xmodal_lib.losses.xaqc import XAQC
     from xmodal_lib.pipelines.xmodalvit import XModalViTConfig, make_teacher, teacher_step
 
-    cfg = XModalViTConfig.smoke()
+    cfg = XModalViTConfig()
     model = make_teacher(cfg).train()
     xaqc = XAQC(model.embed_dim, cfg.teacher_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed)
     step = teacher_step(xaqc, photo_aug=cfg.teacher_photo_aug)
@@ -85,11 +85,12 @@ def _teacher_step_fn(batch: int):
 def _rn_block_fn(n_photos: int):
     import torch
 
-    from xmodal_lib.models.zse import ZSEConfig, ZSESBIR
+    from xmodal_lib.models.zse import ZSESBIR
+    from xmodal_lib.params import preset
     from xmodal_lib.pipelines.zse_rn_eval import PairScorer
 
-    torch.manual_seed(0)
-    model = ZSESBIR(ZSEConfig(depth=1)).eval()  # SA unused: CA + RN at paper width from cached tokens
+    torch.manual_seed(0)  # SA unused: CA + RN at paper width (the paper profile's model) from cached tokens
+    model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, depth=1).model).eval()
     N = model.sa.grid ** 2
     xs, xp = torch.randn(1, 1 + N, 768), torch.randn(n_photos, 1 + N, 768)
     pos_s, pos_p = torch.arange(N).expand(1, N), torch.arange(N).expand(n_photos, N)

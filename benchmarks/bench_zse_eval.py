@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from xmodal_lib.models.attention import set_attention_impl  # noqa: E402
 from xmodal_lib.models.zse import ZSEConfig, ZSESBIR  # noqa: E402
+from xmodal_lib.params import preset  # noqa: E402
 from xmodal_lib.pipelines.zse_eval import (SACache, build_cache, scores_rn, scores_rn_naive,  # noqa: E402
                                            scores_rn_rerank, scores_ret)
 from xmodal_lib.pipelines.zse_rn_eval import PairScorer, pair_flops  # noqa: E402
@@ -68,8 +69,15 @@ MODELS = {
                   prune_layers=(4, 7, 10)),
     "tiny": dict(img_size=48, patch_size=8, dim=32, depth=4, heads=2, ca_heads=2, ca_ffn=48, rn_dim=16,
                  prune_layers=(2, 3)),
-    "paper": dict(),  # ViT-B/16 at 224 px, CA 8 heads / FFN 1024, RN 49 anchors
+    "paper": dict(),  # _zse_config: the paper profile's ViT-B/16 at 224 px, CA 8 heads / FFN 1024, RN 49 anchors
 }
+
+
+def _zse_config(name: str) -> ZSEConfig:
+    """``MODELS[name]``; ``"paper"``: notebook 04's paper-profile model, random init."""
+    if name == "paper":
+        return preset("04_zse_sbir", "paper", pretrained=False).model
+    return ZSEConfig(**MODELS[name])
 
 
 def _sync(dev: torch.device) -> None:
@@ -368,7 +376,7 @@ def main(argv: list[str] | None = None) -> dict:
     if prec == "auto":
         prec = "bf16" if dev.type == "cuda" else "fp32"
     torch.manual_seed(a.seed)
-    model = ZSESBIR(ZSEConfig(**MODELS[a.model])).to(dev).eval()
+    model = ZSESBIR(_zse_config(a.model)).to(dev).eval()
     n_attn = set_attention_impl(model, a.attention)
     amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if prec == "bf16" else contextlib.nullcontext
     full = None
@@ -422,7 +430,7 @@ def main_roofline(a: argparse.Namespace) -> dict:
     prec = a.precision or "auto"
     prec = ("bf16" if dev.type == "cuda" else "fp32") if prec == "auto" else prec
     torch.manual_seed(a.seed)
-    model = ZSESBIR(ZSEConfig(**MODELS[a.model or "paper"])).to(dev).eval()
+    model = ZSESBIR(_zse_config(a.model or "paper")).to(dev).eval()
     set_attention_impl(model, a.attention)
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     ks = [int(k) for k in a.rerank_ks.split(",")]

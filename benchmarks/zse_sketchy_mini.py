@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from xmodal_lib.params import build  # noqa: E402
 from xmodal_lib.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.pipelines import zse  # noqa: E402
 
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     if a.quick:
         a.epochs, a.items, a.batch, a.synthetic_epochs = 1, 24, 12, 1
     t_all = time.perf_counter()
-    cfg = zse.ZSEPipelineConfig.smoke(
-        dataset="sketchy", data_root=str(root), split="zeroshot1", epochs=a.epochs, items_per_epoch=a.items,
+    cfg = build(
+        zse.ZSEPipelineConfig, dataset="sketchy", data_root=str(root), split="zeroshot1", epochs=a.epochs, items_per_epoch=a.items,
         batch_size=a.batch, lr=a.lr, val_classes=10, rerank_k=a.rerank_k, rerank_ks=(5, 10, 20, 50, 100, 200),
         seed=a.seed, device="cpu")
     work = Path(tempfile.mkdtemp(prefix="zse_sketchy_mini_"))

@@ -22,7 +22,7 @@ def zse():
     from xmodal_lib.models.zse import ZSEConfig, ZSESBIR
 
     torch.manual_seed(0)
-    return ZSESBIR(ZSEConfig.smoke(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
+    return ZSESBIR(ZSEConfig(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
                                    ca_ffn=32, rn_dim=8, prune_layers=(2,)))
 
 
@@ -31,7 +31,7 @@ def zse_pruned():
     from xmodal_lib.models.zse import ZSEConfig, ZSESBIR
 
     torch.manual_seed(0)
-    return ZSESBIR(ZSEConfig.smoke(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
+    return ZSESBIR(ZSEConfig(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
                                    ca_ffn=32, rn_dim=8, keep_rate=0.7, prune_layers=(1, 2),
                                    rn_tokens="grid"))
 

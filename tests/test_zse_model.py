@@ -16,7 +16,8 @@ from xmodal_lib.models.zse_sa import ConvStem, SelfAttentionModule, kept_count, 
 
 def _thin_224(**kw) -> ZSEConfig:
     """224/16 geometry (196 patches) with a very thin width so it runs in a blink."""
-    return ZSEConfig.paper(dim=16, heads=2, ca_heads=2, ca_ffn=16, rn_dim=8, **kw)
+    return ZSEConfig(img_size=224, patch_size=16, depth=12, prune_layers=(4, 7, 10), dim=16, heads=2, ca_heads=2,
+                     ca_ffn=16, rn_dim=8, **kw)
 
 
 def test_conv_stem_shapes_paper_and_smoke():
@@ -68,7 +69,7 @@ def test_select_tokens_keeps_top_attention_in_grid_order():
 @pytest.mark.parametrize("keep_rate", [1.0, 0.9])
 def test_fused_and_manual_attention_paths_agree(keep_rate):
     torch.manual_seed(1)
-    model = ZSESBIR(ZSEConfig.smoke(keep_rate=keep_rate)).eval()
+    model = ZSESBIR(ZSEConfig(keep_rate=keep_rate)).eval()
     x = torch.randn(3, 3, 48, 48)
     fused = model.sa_features(x, "sketch")
     manual = model.sa_attention(x, "sketch")
@@ -187,22 +188,22 @@ def test_pretrained_file_strict_except_stem(tmp_path):
 
 def test_bad_params_raise():
     with pytest.raises(ValueError, match="stem"):
-        ZSESBIR(ZSEConfig.smoke(stem="photo"))
+        ZSESBIR(ZSEConfig(stem="photo"))
     with pytest.raises(ValueError, match="variant"):
-        ZSESBIR(ZSEConfig.smoke(ca_variant="swap"))
+        ZSESBIR(ZSEConfig(ca_variant="swap"))
     with pytest.raises(ValueError, match="prune_layers"):
-        ZSESBIR(ZSEConfig.smoke(keep_rate=0.9, prune_layers=(9,)))
+        ZSESBIR(ZSEConfig(keep_rate=0.9, prune_layers=(9,)))
     with pytest.raises(ValueError, match="modality"):
-        ZSESBIR(ZSEConfig.smoke()).sa_features(torch.randn(1, 3, 48, 48), "image")
+        ZSESBIR(ZSEConfig()).sa_features(torch.randn(1, 3, 48, 48), "image")
 
 
 def test_rn_variants_end_to_end_with_token_selection():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 48, 48)
-    full = ZSESBIR(ZSEConfig.smoke())
-    pruned = ZSESBIR(ZSEConfig.smoke(keep_rate=0.9))
+    full = ZSESBIR(ZSEConfig())
+    pruned = ZSESBIR(ZSEConfig(keep_rate=0.9))
     pruned.load_state_dict(full.state_dict())  # "grid" RN: the same weights with or without selection
-    kept = ZSESBIR(ZSEConfig.smoke(keep_rate=0.9, rn_tokens="kept")).eval()
+    kept = ZSESBIR(ZSEConfig(keep_rate=0.9, rn_tokens="kept")).eval()
     assert kept.rn.anchors == kept.sa.kept_per_layer()[-1] == 30
     for m in (pruned.eval(), kept):
         s = m(x, x.flip(0)).score

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from xmodal_lib.models.zse import ZSEConfig, ZSESBIR
+from xmodal_lib.params import build, preset
 from xmodal_lib.pipelines.zse_eval import (build_cache, evaluate_category, scores_ret, scores_rn,
                                            scores_rn_naive, scores_rn_rerank)
 
@@ -21,7 +22,7 @@ def small():
 def test_cached_exhaustive_equals_naive(small, variant, keep_rate):
     sk, ph, ql, gl = small
     torch.manual_seed(1)
-    model = ZSESBIR(ZSEConfig.smoke(ca_variant=variant, keep_rate=keep_rate)).eval()
+    model = ZSESBIR(ZSEConfig(ca_variant=variant, keep_rate=keep_rate)).eval()
     model.sa.forward_images = 0
     naive = scores_rn_naive(model, sk, ph, block=4)
     n_naive = model.sa.forward_images
@@ -40,7 +41,7 @@ def test_cached_exhaustive_equals_naive(small, variant, keep_rate):
 def test_rerank_full_depth_equals_exhaustive_and_keeps_ret_order_below(small):
     sk, ph, ql, gl = small
     torch.manual_seed(2)
-    model = ZSESBIR(ZSEConfig.smoke()).eval()
+    model = ZSESBIR(ZSEConfig()).eval()
     sc, pc = build_cache(model, sk, "sketch"), build_cache(model, ph, "photo")
     rn, ret = scores_rn(model, sc, pc), scores_ret(sc, pc)
     full = scores_rn_rerank(model, sc, pc, k=len(pc))
@@ -63,9 +64,9 @@ def test_training_steps_through_shared_loop(tmp_path):
     from xmodal_lib.pipelines.zse import ZSEPipelineConfig, zse_step
     from xmodal_lib.pipelines.zse_data import ZSEBatchDataset
     from xmodal_lib.train import fit
-    cfg = ZSEPipelineConfig.smoke(batch_size=4, items_per_epoch=8, keep_rate=0.9)
+    cfg = build(ZSEPipelineConfig, batch_size=4, items_per_epoch=8, keep_rate=0.9)
     torch.manual_seed(0)
-    model = ZSESBIR(cfg.model_config())
+    model = ZSESBIR(cfg.model)
     groups = [str(i % 4) for i in range(16)]
     ds = ZSEBatchDataset(torch.randn(16, 3, 48, 48), groups, torch.randn(16, 3, 48, 48), groups, 8, seed=0)
     before = model.rn.mlp[0].weight.clone()
@@ -75,21 +76,21 @@ def test_training_steps_through_shared_loop(tmp_path):
 
 
 def test_pipeline_config_presets():
-    from xmodal_lib.pipelines.zse import ZSEPipelineConfig
-    p = ZSEPipelineConfig.paper("sketchy21")
-    assert p.metrics == ("map@200_voc", "p@200") and p.split == "zeroshot0" and p.dim == 768
-    assert p.model_config().prune_layers == (4, 7, 10)
-    assert ZSEPipelineConfig.paper("sketchy25").metrics == ("map_all_voc", "p@100")
-    with pytest.raises(ValueError, match="dataset"):
-        ZSEPipelineConfig.paper("imagenet")
+    from xmodal_lib.pipelines.zse import PAPER_DATASETS, ZSEPipelineConfig
+    p = preset("04_zse_sbir", "paper", **PAPER_DATASETS["sketchy21"])
+    assert {"map@200_voc", "p@200"} <= set(p.metrics) and p.split == "zeroshot0" and p.model.dim == 768
+    assert p.model.prune_layers == (4, 7, 10) and p.dataset == "sake"
+    assert {"map_all_voc", "p@100", "p@200"} <= set(preset("04_zse_sbir", "paper", **PAPER_DATASETS["quickdraw"]).metrics)
+    with pytest.raises(ValueError, match="dimm"):
+        preset("04_zse_sbir", "paper", dimm=3)
     with pytest.raises(ValueError, match="stem"):
-        ZSEPipelineConfig.smoke(stem="x")
+        build(ZSEPipelineConfig, stem="x")
 
 
 def test_build_cache_bf16_is_float32_and_close_to_fp32(small):
     sk, _, _, _ = small
     torch.manual_seed(1)
-    model = ZSESBIR(ZSEConfig.smoke(keep_rate=1.0)).eval()
+    model = ZSESBIR(ZSEConfig(keep_rate=1.0)).eval()
     full = build_cache(model, sk, "sketch", precision="fp32")
     half = build_cache(model, sk, "sketch", precision="bf16")  # CPU autocast; CUDA's default under "auto"
     assert half.tokens.dtype == torch.float32 and set(half.proj) == set(full.proj)

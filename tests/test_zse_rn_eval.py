@@ -21,7 +21,7 @@ CASES = {
 
 def _setup(over: dict, q: int = 5, g: int = 7):
     torch.manual_seed(0)
-    model = ZSESBIR(ZSEConfig.smoke(**over)).eval()
+    model = ZSESBIR(ZSEConfig(**over)).eval()
     gen = torch.Generator().manual_seed(1)
     sk = torch.randn(q, 3, 48, 48, generator=gen)
     ph = torch.randn(g, 3, 48, 48, generator=gen)
@@ -54,7 +54,7 @@ def test_score_pairs_equals_block_entries(case):
 def test_variants_differ():
     """Guard against a kernel that ignores the CA variant: the two variants give different scores."""
     m1, _, _, a1, b1 = _setup({})
-    m2 = ZSESBIR(ZSEConfig.smoke(ca_variant="code")).eval()
+    m2 = ZSESBIR(ZSEConfig(ca_variant="code")).eval()
     m2.load_state_dict(m1.state_dict())
     s1 = score_matrix(m1, a1.tokens, a1.kept, b1.tokens, b1.kept)
     s2 = score_matrix(m2, a1.tokens, a1.kept, b1.tokens, b1.kept)

@@ -2,7 +2,7 @@
 
 Public API::
 
-    cfg = ZSEConfig.smoke()            # or ZSEConfig.paper()
+    cfg = ZSEConfig()                  # the tiny CPU model; paper: preset("04_zse_sbir", "paper").model
     model = ZSESBIR(cfg)
     model.encode_sketch(x) / model.encode_photo(x)   # (B, D) pre-CA [Ret] ("Ours-Ret")
     model.similarity(q, g)                           # (Q, G) cosine of [Ret] embeddings
@@ -32,22 +32,25 @@ __all__ = ["ZSEConfig", "ZSESBIR", "PairOutput", "SAOutput", "kept_count", "sele
 
 @dataclass
 class ZSEConfig:
-    """Model hyper-parameters (methods_spec.md §3.3–3.5); ``paper()`` is ViT-B/16 at 224 px."""
+    """Model hyper-parameters (methods_spec.md §3.3–3.5); notebook 04's parameters of the same names
+    (``ZSEPipelineConfig.model``). The defaults are a tiny CPU model (48 px, patch 8: a 6x6 grid and
+    3x3 RN anchors, dim 48, depth 4); the paper's ViT-B/16 at 224 px is the paper profile
+    (``notebooks/params/paper/04_zse_sbir.yaml``, :func:`xmodal_lib.params.preset`)."""
 
-    img_size: int = 224
-    patch_size: int = 16
-    dim: int = 768
-    depth: int = 12
-    heads: int = 12
+    img_size: int = 48
+    patch_size: int = 8
+    dim: int = 48
+    depth: int = 4
+    heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1
     stem: str = "sketch"          # "sketch" (paper) | "both" (official code) | "none"
     keep_rate: float = 1.0        # token selection r; paper ablation 0.9, released default 1.0
-    prune_layers: tuple[int, ...] = (4, 7, 10)  # 1-based
+    prune_layers: tuple[int, ...] = (2, 3)  # 1-based
     ca_variant: str = "paper"     # "paper" (Q from other modality) | "code" (K from other)
-    ca_heads: int = 8
-    ca_ffn: int = 1024
-    rn_dim: int = 512
+    ca_heads: int = 4
+    ca_ffn: int = 96
+    rn_dim: int = 24
     rn_tokens: str = "grid"       # "grid" (scatter kept tokens, zeros elsewhere) | "kept"
     rn_raw_view: bool = False     # official raw memory view before the RN conv
     pretrained: bool | str = False
@@ -66,19 +69,6 @@ class ZSEConfig:
         if not 0.0 < self.keep_rate <= 1.0:
             raise ValueError(f"ZSEConfig.keep_rate must be in (0, 1], got {self.keep_rate}")
         self.prune_layers = tuple(int(x) for x in self.prune_layers)
-
-    @classmethod
-    def paper(cls, **over) -> "ZSEConfig":
-        """ViT-B/16, 224 px, CA 8 heads / FFN 1024, RN 49 anchors (spec values)."""
-        return cls(**over)
-
-    @classmethod
-    def smoke(cls, **over) -> "ZSEConfig":
-        """A tiny model for CPU tests: 48 px, patch 8 (6x6 grid, 3x3 RN anchors), dim 48, depth 4."""
-        base = dict(img_size=48, patch_size=8, dim=48, depth=4, heads=4, ca_heads=4, ca_ffn=96,
-                    rn_dim=24, prune_layers=(2, 3))
-        base.update(over)
-        return cls(**base)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -87,7 +87,8 @@ def official_zse_config(sd: dict[str, Tensor], heads: int = 12, ca_heads: int = 
     stem = "both" if "sa.model.scale.seq.0.weight" in sd else "none"
     return ZSEConfig(img_size=grid * patch, patch_size=patch, dim=dim,
                      depth=_depth(sd, r"sa\.model\.transformer\.layers\.(\d+)\."), heads=int(heads),
-                     mlp_ratio=int(fc1.shape[0]) / dim, stem=stem, keep_rate=1.0, ca_variant="code",
+                     mlp_ratio=int(fc1.shape[0]) / dim, stem=stem, keep_rate=1.0,
+                     prune_layers=(4, 7, 10), ca_variant="code",
                      ca_heads=int(ca_heads), ca_ffn=int(ffn.shape[0]), rn_dim=int(conv.shape[0]),
                      rn_tokens="grid", rn_raw_view=True, ln_eps=1e-5, pretrained=False)
 

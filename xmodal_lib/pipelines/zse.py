@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..data.transforms import ImageLoader
 from ..distributed import broadcast_object
 from ..losses.zse import zse_loss
 from ..models.zse import ZSEConfig, ZSESBIR
+from ..params import nested, to_dict
 from ..retrieval.metrics import category_metrics
 from ..devices import resolve_device
 from ..train import TrainConfig, TrainResult, fit
@@ -39,51 +40,45 @@ from .zse_data import ZSEBatchDataset
 from .zse_eval import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
                        scores_rn_rerank, scores_ret)
 
-__all__ = ["ZSEPipelineConfig", "zse_step", "load_index", "load_images", "train_zse", "train_zero_shot",
+__all__ = ["ZSEPipelineConfig", "PAPER_DATASETS", "zse_step", "load_index", "load_images", "train_zse", "train_zero_shot",
            "evaluate_zero_shot", "run_zero_shot", "run_fine_grained", "evaluate_cross_dataset"]
 
-_PAPER_SPLITS = {  # dataset key -> (reader kind, split, metrics) (methods_spec.md §3.8-3.9)
-    "sketchy25": ("sake", "zeroshot1", ("map_all_voc", "p@100")),
-    "sketchy21": ("sake", "zeroshot0", ("map@200_voc", "p@200")),  # official mAP@200 = VOC-interpolated
-    "tuberlin": ("sake", "zeroshot", ("map_all_voc", "p@100")),
-    "quickdraw": ("sake", "zeroshot", ("map_all_voc", "p@200")),
+#: the paper's zero-shot datasets: the values that differ from the paper profile (Sketchy-Ext 25,
+#: ``notebooks/params/paper/04_zse_sbir.yaml``), e.g. ``preset("04_zse_sbir", "paper",
+#: **PAPER_DATASETS["sketchy21"])``; the profile's METRICS hold every metric the paper reports on any
+#: of them (methods_spec.md §3.8-3.9; official mAP@200 = VOC-interpolated). DATA_ROOT is the user's.
+PAPER_DATASETS: dict[str, dict[str, Any]] = {
+    "sketchy25": {},
+    "sketchy21": dict(split="zeroshot0"),
+    "tuberlin": dict(split="zeroshot"),
+    "quickdraw": dict(split="zeroshot"),
 }
 
 
 @dataclass
 class ZSEPipelineConfig:
-    """Every notebook parameter of 04_zse_sbir (flat); ``smoke()`` / ``paper(dataset)`` presets."""
+    """Every notebook parameter of 04_zse_sbir: the model's (``model``, :class:`ZSEConfig`, parameters
+    under their own names: ``DIM`` -> ``model.dim``) and the run's (data, training, evaluation).
 
+    The defaults are a tiny CPU run; the profiles are the YAML files (:func:`xmodal_lib.params.preset`).
+    Paper profile, also official: fp32 training, LayerNorm eps 1e-5, the released sketch crop and
+    photo resize (``preprocess="official"``), SAM ViT-B/16 ImageNet-1k weights
+    (``ZSEConfig.vit_name``), and training on all seen classes for a fixed 30 epochs
+    (``val_classes=0``, the last epoch kept; the official code picks the best epoch on an
+    unseen-class subsample, which we never do; ``val_classes=10`` selects on held-out seen classes)."""
+
+    model: ZSEConfig = nested(ZSEConfig)  # methods_spec.md §3.3-3.5
     profile: str = "smoke"
     seed: int = 0
     device: str = "auto"
     dataset: str = "synthetic"     # "synthetic" | "sketchy" | "sake"
     data_root: str | None = None
     split: str | None = None       # zero-shot split of real data ("zeroshot1" ...)
-    # model (methods_spec.md §3.3-3.5)
-    img_size: int = 48
-    patch_size: int = 8
-    dim: int = 48
-    depth: int = 4
-    heads: int = 4
-    dropout: float = 0.1
-    stem: str = "sketch"
-    keep_rate: float = 1.0
-    prune_layers: tuple[int, ...] = (2, 3)
-    ca_variant: str = "paper"
-    ca_heads: int = 4
-    ca_ffn: int = 96
-    rn_dim: int = 24
-    rn_tokens: str = "grid"
-    pretrained: Any = False
-    ln_eps: float = 1e-6           # SA LayerNorm eps: timm 1e-6 | official 1e-5 (paper profile)
     preprocess: str = "ours"       # "ours" (ink < 200 crop, square pad) | "official": released crop (data.official_crop)
     ts_warmup_epochs: int = 0      # keep_rate < 1: epochs with all tokens before pruning starts (authors: 5-10)
     precision: str = "auto"        # training autocast: auto (bf16 on CUDA) | fp32 (official) | bf16 | fp16
-    patch_embed: str = "pixels"    # "pixels" (paper) | "hybrid_lite0": ImageNet CNN cells as tokens (our option)
-    cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
     # training (§3.7)
-    epochs: int = 1
+    epochs: int | None = 1  # None: max_steps alone sets the length
     items_per_epoch: int = 480
     batch_size: int = 8
     lr: float = 1e-4
@@ -105,55 +100,18 @@ class ZSEPipelineConfig:
     fg_items_per_epoch: int = 480
 
     def __post_init__(self) -> None:
-        self.prune_layers = tuple(int(x) for x in self.prune_layers)
         self.metrics, self.rerank_ks = tuple(self.metrics), tuple(int(k) for k in self.rerank_ks)
         if self.dataset not in ("synthetic", "sketchy", "sake"):
             raise ValueError(f"ZSEPipelineConfig.dataset: expected 'synthetic', 'sketchy' or 'sake', got {self.dataset!r}")
         if self.rerank_k < 1 or self.val_classes < 0 or self.items_per_epoch < self.batch_size:
             raise ValueError("ZSEPipelineConfig: need rerank_k >= 1, val_classes >= 0, items_per_epoch >= batch_size")
-        if self.ts_warmup_epochs and self.rn_tokens == "kept":
+        if self.ts_warmup_epochs and self.model.rn_tokens == "kept":
             raise ValueError("ZSEPipelineConfig.ts_warmup_epochs needs rn_tokens='grid' (the 'kept' RN is built for the pruned count)")
         if self.preprocess not in ("ours", "official") or self.ts_warmup_epochs < 0:
             raise ValueError(f"ZSEPipelineConfig: preprocess 'ours' | 'official' and ts_warmup_epochs >= 0 expected, "
                              f"got {self.preprocess!r}, {self.ts_warmup_epochs}")
         if self.fg_kind not in ("synthetic_fg", "qmul_v1"):
             raise ValueError(f"ZSEPipelineConfig.fg_kind: expected 'synthetic_fg' or 'qmul_v1', got {self.fg_kind!r}")
-        self.model_config()  # validates model fields early
-
-    @classmethod
-    def smoke(cls, **over: Any) -> "ZSEPipelineConfig":
-        """Embedded synthetic data, tiny model (48 px / patch 8 / dim 48 / depth 4), CPU minutes."""
-        return cls(**over)
-
-    @classmethod
-    def paper(cls, dataset: str = "sketchy25", **over: Any) -> "ZSEPipelineConfig":
-        """Official hyper-parameters: ViT-B/16 224 px, batch 15, AdamW lr 1e-5 wd 1e-2, 30 × 10k items.
-
-        Also official: fp32 training, LayerNorm eps 1e-5, the released sketch crop and photo resize
-        (``preprocess="official"``), SAM ViT-B/16 ImageNet-1k weights (``ZSEConfig.vit_name``), and
-        training on all seen classes for a fixed 30 epochs (``val_classes=0``, the last epoch kept;
-        the official code picks the best epoch on an unseen-class subsample, which we never do;
-        ``val_classes=10`` selects on held-out seen classes but trains on 90 of 100)."""
-        if dataset not in _PAPER_SPLITS:
-            raise ValueError(f"paper(dataset=...): expected one of {list(_PAPER_SPLITS)}, got {dataset!r}")
-        kind, split, metrics = _PAPER_SPLITS[dataset]
-        base = dict(profile="paper", dataset=kind, split=split, img_size=224, patch_size=16, dim=768,
-                    depth=12, heads=12, prune_layers=(4, 7, 10), ca_heads=8, ca_ffn=1024, rn_dim=512,
-                    pretrained=True, epochs=30, items_per_epoch=10000, batch_size=15, lr=1e-5,
-                    weight_decay=1e-2, val_classes=0, metrics=metrics, rerank_k=200, ln_eps=1e-5,
-                    preprocess="official", precision="fp32",
-                    rerank_ks=(10, 50, 100, 200, 500, 1000), block_q=20, block_g=200, eval_batch=128,
-                    fg_items_per_epoch=10000)
-        base.update(over)
-        return cls(**base)
-
-    def model_config(self) -> ZSEConfig:
-        return ZSEConfig(img_size=self.img_size, patch_size=self.patch_size, dim=self.dim, depth=self.depth,
-                         heads=self.heads, dropout=self.dropout, stem=self.stem, keep_rate=self.keep_rate,
-                         prune_layers=self.prune_layers, ca_variant=self.ca_variant, ca_heads=self.ca_heads,
-                         ca_ffn=self.ca_ffn, rn_dim=self.rn_dim, rn_tokens=self.rn_tokens,
-                         pretrained=self.pretrained, ln_eps=self.ln_eps, patch_embed=self.patch_embed,
-                         cnn_trainable_blocks=self.cnn_trainable_blocks)
 
     def train_config(self, items: int | None = None) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
@@ -162,7 +120,8 @@ class ZSEPipelineConfig:
                            ckpt_every=None, keep_last=1, precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+        """JSON-able, by parameter name (:func:`xmodal_lib.params.to_dict`; read back with ``from_dict``)."""
+        return to_dict(self)
 
 
 def zse_step(model: ZSESBIR, batch: dict[str, Tensor], w_tri: float = 2.0, w_rn: float = 4.0) -> dict[str, Tensor]:
@@ -196,8 +155,8 @@ def load_images(records: list[Record], cfg: ZSEPipelineConfig, modality: str) ->
     """Preprocess ``records`` to (N, 3, S, S) in [-1, 1] (spec §3.2: sketches cropped to their ink)."""
     if cfg.preprocess == "official":  # released geometry: RGB-sum ink crop, photos stretched (§3.2)
         from ..data.official_crop import OfficialZSELoader
-        return preload(records, OfficialZSELoader(cfg.img_size), desc=f"load {modality}s", progress=False)
-    loader = ImageLoader(cfg.img_size, normalize="half", sketch_crop=(modality == "sketch"))
+        return preload(records, OfficialZSELoader(cfg.model.img_size), desc=f"load {modality}s", progress=False)
+    loader = ImageLoader(cfg.model.img_size, normalize="half", sketch_crop=(modality == "sketch"))
     return preload(records, loader, desc=f"load {modality}s", progress=False)
 
 
@@ -219,7 +178,7 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
     (After ``resume`` the best epoch is chosen among the epochs validated in this call.)
     """
     torch.manual_seed(cfg.seed)
-    model = model or ZSESBIR(cfg.model_config())
+    model = model or ZSESBIR(cfg.model)
     sk = load_images(train_index.sketches, cfg, "sketch")
     ph = load_images(train_index.photos, cfg, "photo")
     key = (lambda r: r.label) if group == "label" else (lambda r: r.instance)
@@ -241,12 +200,12 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
                 best.update(score=v, state=copy.deepcopy(m.state_dict()))
             return {"val_map_all_voc": v}
 
-    if cfg.ts_warmup_epochs and cfg.keep_rate < 1.0:  # authors' advice (issue #1): all tokens first
+    if cfg.ts_warmup_epochs and cfg.model.keep_rate < 1.0:  # authors' advice (issue #1): all tokens first
         model.sa.keep_rate = 1.0
         fit(model, zse_step, ds, replace(cfg.train_config(), epochs=cfg.ts_warmup_epochs, max_steps=None),
             Path(out_dir) / "ts_warmup", resume=resume, config={"zse": cfg.to_dict(), "stage": "ts_warmup"},
             desc=f"{desc} warm-up", progress=progress)
-        model.sa.keep_rate = cfg.keep_rate
+        model.sa.keep_rate = cfg.model.keep_rate
     res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn, resume=resume,
               config={"zse": cfg.to_dict()}, desc=desc, progress=progress)
     if best["state"] is not None:
