@@ -24,11 +24,12 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+from xmodal_lib.params import build, override  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sketchy_mini not found at {root}; pass --data-root", file=sys.stderr)
         return 2
     t_start = time.perf_counter()
-    cfg = cat.CrossATNetRunConfig.smoke(
-        dataset="sketchy", data_root=str(root), split="zeroshot1", backbone=args.backbone,
+    cfg = build(
+        cat.CrossATNetRunConfig, dataset="sketchy", data_root=str(root), split="zeroshot1", backbone=args.backbone,
         img_size=args.img_size, output_stride=args.output_stride, embed_dim=128, attn_dim=64, gcn_hidden=128,
         graph_k=5, hash_bits=(64,), epochs=1 if args.quick else args.epochs, batch_size=args.batch_size,
         lr=args.lr, semantics=args.semantics, word_vectors=args.word_vectors, seed=args.seed, device="cpu")
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     chance = cat.random_ranking_metrics([r.label for r in test_idx.sketches], [r.label for r in test_idx.photos],
                                         cfg.metrics, seed=args.seed)
 
-    variants = {"full": cfg, "no_gcn": replace(cfg, use_gcn=False),
-                "no_cross_attention": replace(cfg, cross_attention=False)}
+    variants = {"full": cfg, "no_gcn": override(cfg, use_gcn=False),
+                "no_cross_attention": override(cfg, cross_attention=False)}
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="crossatnet_bench_") as tmp:
         for name, vcfg in variants.items():

@@ -12,6 +12,7 @@ from xmodal_lib.data.index import DataError, Record, SBIRIndex
 from xmodal_lib.pipelines.crossatnet import (CrossATNetRunConfig, build_class_graph, check_seen_only, evaluate,
                                              embed_test, load_artifact, save_artifact, train)
 from xmodal_lib.semantics import SemanticsError, class_embeddings, make_embedder
+from xmodal_lib.params import build
 
 SENTINEL = "sentinel_unseen"
 
@@ -48,8 +49,8 @@ def _sentinel_embedder(calls: list):
 
 
 def _cfg(**kw) -> CrossATNetRunConfig:
-    return CrossATNetRunConfig.smoke(img_size=32, embed_dim=16, attn_dim=8, gcn_hidden=8, hash_bits=(8,),
-                                     batch_size=4, epochs=1, max_steps=2, graph_k=1, **kw)
+    return build(CrossATNetRunConfig, img_size=32, embed_dim=16, attn_dim=8, gcn_hidden=8, hash_bits=(8,),
+                 batch_size=4, epochs=1, max_steps=2, graph_k=1, **kw)
 
 
 def test_training_never_touches_the_unseen_class(tmp_path):
@@ -82,7 +83,7 @@ def test_evaluation_runs_on_unseen_classes_only(tmp_path, monkeypatch):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net2.encode_photo(x), trained.net.eval().encode_photo(x), atol=1e-6)
-    assert cfg2.hash_bits == (8,) and cfg2.embed_dim == 16
+    assert cfg2.model.hash_bits == (8,) and cfg2.model.embed_dim == 16 and cfg2.model.pretrained is False
     # a readable test class for evaluation: replace the sentinel files by images
     test = idx.subset("test")
     for r in [*test.photos, *test.sketches]:

@@ -52,15 +52,17 @@ from ..retrieval.codes import to_codes
 
 @dataclass
 class CrossATNetConfig:
-    """Architecture settings (flat fields = notebook parameters)."""
+    """Architecture settings: notebook 03's parameters of the same names (``CrossATNetRunConfig.model``).
+    The defaults are a tiny CPU model (timm ``test_resnet``, 0.4 M parameters, at stride 8: 8x8 maps
+    at 64 px); the paper profile's ResNet-50 at 224 px is ``notebooks/params/paper/03_crossatnet_zero_shot.yaml``."""
 
-    backbone: str = "resnet50"
+    backbone: str = "test_resnet"
     sketch_backbone: str = ""  # "" -> same name as ``backbone`` (separate weights)
     pretrained: bool | str = False  # False, True (timm download) or a local weight file
-    img_size: int = 224
-    output_stride: int = 16  # CNN feature stride (8/16/32); 0 = the backbone's default
-    embed_dim: int = 256
-    attn_dim: int = 128
+    img_size: int = 64
+    output_stride: int = 8  # CNN feature stride (8/16/32); 0 = the backbone's default
+    embed_dim: int = 64
+    attn_dim: int = 32
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
     channels_last: bool = False  # NHWC memory format for CNN backbones (speed only)

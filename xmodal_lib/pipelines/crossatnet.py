@@ -14,7 +14,7 @@ cosine similarity, hashing by Hamming distance of packed codes; metrics only thr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,6 +28,7 @@ from ..losses.crossatnet import (attention_agreement_loss, bit_balance_loss, cro
                                  quantization_loss, semantic_alignment_loss)
 from ..models.crossatnet import CrossATNet
 from ..models.gcn import GCN, build_graph, normalize_adjacency
+from ..params import from_dict, override
 from ..retrieval.codes import hamming_distance, pack_bits
 from ..retrieval.ties import tie_robust_metrics
 from ..retrieval.metrics import category_metrics
@@ -74,7 +75,7 @@ class CrossATNetTrainer(nn.Module):
         self.net, self.cfg = net, cfg
         self.gcn = None
         if graph is not None:
-            self.gcn = GCN(graph.features.shape[1], cfg.gcn_hidden, cfg.embed_dim, cfg.gcn_dropout)
+            self.gcn = GCN(graph.features.shape[1], cfg.gcn_hidden, cfg.model.embed_dim, cfg.gcn_dropout)
             self.register_buffer("node_x", graph.features.clone())
             self.register_buffer("a_hat", graph.a_hat.clone())
 
@@ -179,7 +180,7 @@ def train(cfg: CrossATNetRunConfig, train_index: SBIRIndex, out_dir: str | Path,
             embed_fn = make_embedder(cfg.semantics, cfg.word_vectors)
         graph = build_class_graph(seen, embed_fn, train_index.unseen, cfg.graph, cfg.graph_k)
     torch.manual_seed(cfg.seed)
-    tr = CrossATNetTrainer(CrossATNet(cfg.model_config()), graph, cfg)
+    tr = CrossATNetTrainer(CrossATNet(cfg.model), graph, cfg)
     res = fit(tr, crossatnet_step, data, cfg.train_config(), out_dir, config=cfg.to_dict(),
               desc="crossatnet", progress=progress, resume=resume)
     tr.eval()
@@ -294,9 +295,9 @@ def ablations(cfg: CrossATNetRunConfig) -> dict[str, CrossATNetRunConfig]:
     """The full model and the three ablations of the notebook (same seed and budget)."""
     return {
         "full": cfg,
-        "no_cross_attention": replace(cfg, cross_attention=False),
-        "no_gcn": replace(cfg, use_gcn=False),
-        "no_hashing": replace(cfg, hash_bits=()),
+        "no_cross_attention": override(cfg, cross_attention=False),
+        "no_gcn": override(cfg, use_gcn=False),
+        "no_hashing": override(cfg, hash_bits=()),
     }
 
 
@@ -318,9 +319,7 @@ def load_artifact(path: str | Path) -> tuple[CrossATNet, CrossATNetRunConfig]:
     p = Path(path)
     meta = json.loads(p.with_name(p.name + ".json").read_text())
     stored = meta.get("config", meta)
-    names = set(CrossATNetRunConfig.__dataclass_fields__)
-    cfg = CrossATNetRunConfig(**{k: v for k, v in stored.items() if k in names})
-    cfg.pretrained = False
-    net = CrossATNet(cfg.model_config())
+    cfg = from_dict(CrossATNetRunConfig, stored, pretrained=False)  # the stored weights replace any download
+    net = CrossATNet(cfg.model)
     load_weights(net, p, strict=True)
     return net.eval(), cfg

@@ -44,8 +44,8 @@ def image_loaders(cfg: "CrossATNetRunConfig"):
     """``(sketch_loader, photo_loader)``: ImageNet-normalised, sketches cropped to their ink."""
     from ..data import ImageLoader
 
-    return (ImageLoader(cfg.img_size, normalize="imagenet", sketch_crop=True),
-            ImageLoader(cfg.img_size, normalize="imagenet"))
+    return (ImageLoader(cfg.model.img_size, normalize="imagenet", sketch_crop=True),
+            ImageLoader(cfg.model.img_size, normalize="imagenet"))
 
 
 def load_images(cfg: "CrossATNetRunConfig", index: SBIRIndex, progress: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
