@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 
+from xmodal_lib.params import build  # noqa: E402
 from xmodal_lib.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.pipelines import xmodalvit as xv  # noqa: E402
 
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
         if runs and elapsed + elapsed / len(runs) > 60 * a.budget_min:
             print(f"stopping after {len(runs)} seed(s): another would exceed --budget-min {a.budget_min}")
             break
-        cfg = xv.XModalViTConfig.smoke(
-            dataset="qmul_v1", data_root=str(root / "qmul_v1" / "shoes"), image_size=a.image_size, seed=seed,
+        cfg = build(
+            xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root / "qmul_v1" / "shoes"), image_size=a.image_size, seed=seed,
             device="cpu", val_fraction=0.1, teacher_patch_size=8, teacher_depth=a.depth, teacher_embed_dim=a.dim,
             teacher_num_heads=heads, student_patch_size=8, student_depth=a.depth, student_embed_dim=a.dim,
             student_num_heads=heads, teacher_queue=64, student_queue=64, teacher_epochs=a.teacher_epochs,

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from xmodal_lib.params import build, preset
 from xmodal_lib.pipelines.xmodalvit import XModalViTConfig
+from xmodal_lib.pipelines.xmodalvit_config import PAPER_DATASETS
 from xmodal_lib.pipelines.xmodalvit_data import FGTensors, TripletPhotoSketchDataset
 
 
@@ -15,16 +17,20 @@ def _fg(n_classes: int, per_class: int = 2) -> FGTensors:
                      torch.zeros(2 * n, 3, 2, 2), torch.arange(n).repeat_interleave(2), ids)
 
 
+def _paper(ds: str) -> XModalViTConfig:
+    return preset("02_distillation", "paper", **PAPER_DATASETS[ds])
+
+
 def test_xmodalvit_paper_preset_is_official():
     for ds, student in (("shoev2", "vit_tiny_patch16_224.augreg_in21k"), ("sketchy", "vit_small_patch16_224.augreg_in21k")):
-        c = XModalViTConfig.paper(ds)
-        assert c.student_backbone == student and c.val_fraction == 0.0 and c.precision == "fp32"
+        c = _paper(ds)
+        assert c.student.backbone == student and c.val_fraction == 0.0 and c.precision == "fp32"
         assert c.teacher_schedule == "official" and c.train_config("teacher").schedule == "official"
         assert c.train_config("student").precision == "fp32"
-    assert XModalViTConfig.paper("sketchy").epoch_unit == "classes"
-    assert XModalViTConfig.paper("chairv2").epoch_unit == "photos"
+    assert _paper("sketchy").epoch_unit == "classes"
+    assert _paper("chairv2").epoch_unit == "photos"
     with pytest.raises(ValueError, match="epoch_unit"):
-        XModalViTConfig.smoke(epoch_unit="steps")
+        build(XModalViTConfig, epoch_unit="steps")
 
 
 def test_official_sketchy_epoch_is_one_photo_per_class_in_whole_batches():

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from xmodal_lib.pipelines import xmodalvit as xv
+from xmodal_lib.params import build, notebook_config, preset
+from xmodal_lib.pipelines.xmodalvit_config import PAPER_DATASETS
 
 TINY = dict(image_size=16, teacher_patch_size=8, teacher_depth=1, teacher_embed_dim=12, teacher_num_heads=3,
             xma_depth=1, student_patch_size=8, student_depth=1, student_embed_dim=12, student_num_heads=3,
@@ -26,19 +28,19 @@ def data():
 
 
 def test_presets_and_params():
-    p = xv.XModalViTConfig.paper("shoev2")
+    p = preset("02_distillation", "paper")
     assert (p.batch_size, p.teacher_lr, p.student_lr, p.teacher_queue, p.student_queue) == (16, 3e-6, 1e-5, 128, 256)
-    assert p.teacher_backbone == "vit_base_patch16_224" and p.student_backbone == "vit_tiny_patch16_224.augreg_in21k"
-    s = xv.XModalViTConfig.paper("sketchy")
-    assert (s.teacher_queue, s.student_queue, s.student_backbone) == (64, 64, "vit_small_patch16_224.augreg_in21k")
-    c = xv.XModalViTConfig.from_params({"PROFILE": "smoke", "TEACHER_EPOCHS": 3, "SEED": 5, "lower": 1})
+    assert p.teacher.backbone == "vit_base_patch16_224" and p.student.backbone == "vit_tiny_patch16_224.augreg_in21k"
+    s = preset("02_distillation", "paper", **PAPER_DATASETS["sketchy"])
+    assert (s.teacher_queue, s.student_queue, s.student.backbone) == (64, 64, "vit_small_patch16_224.augreg_in21k")
+    c = notebook_config("01_fusion_teacher", {"PROFILE": "smoke", "TEACHER_EPOCHS": 3, "SEED": 5, "lower": 1})
     assert c.teacher_epochs == 3 and c.seed == 5 and c.profile == "smoke"
     with pytest.raises(ValueError, match="sketch_target"):
         xv.XModalViTConfig(sketch_target="x")
     with pytest.raises(ValueError, match="PROFILE"):
-        xv.XModalViTConfig.from_params({"PROFILE": "huge"})
+        notebook_config("01_fusion_teacher", {"PROFILE": "huge"})
     # the paper profile's own parameters (DATASET among them) bind without clashing with a preset
-    p2 = xv.XModalViTConfig.from_params({"PROFILE": "paper", "PAPER_DATASET": "shoev2", "DATASET": "qmul_v2"})
+    p2 = notebook_config("02_distillation", {"PROFILE": "paper", "PAPER_DATASET": "shoev2", "DATASET": "qmul_v2"})
     assert (p2.profile, p2.dataset) == ("paper", "qmul_v2")
 
 
@@ -53,7 +55,7 @@ def test_dataset_deterministic_and_two_sketches(data):
 
 
 def test_teacher_frozen_during_distillation(data, tmp_path):
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     teacher = xv.make_teacher(cfg)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     students, res = xv.distil_students(cfg, data, teacher, out_dir=tmp_path / "s", progress=False)
@@ -65,7 +67,7 @@ def test_teacher_frozen_during_distillation(data, tmp_path):
 
 
 def test_student_step_gradient_reaches_students_not_teacher(data):
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     teacher = xv.freeze(xv.make_teacher(cfg))
     st = xv.make_students(cfg, teacher.embed_dim)
     from xmodal_lib.losses.xaqc import XAQC
@@ -81,10 +83,10 @@ def test_student_step_gradient_reaches_students_not_teacher(data):
 
 def test_teacher_resume_equals_uninterrupted(data, tmp_path):
     # constant lr: a cosine schedule's length depends on max_steps, which the "kill" uses here
-    cfg = xv.XModalViTConfig.smoke(**{**TINY, "teacher_epochs": 2, "teacher_schedule": "constant"})
+    cfg = build(xv.XModalViTConfig, **{**TINY, "teacher_epochs": 2, "teacher_schedule": "constant"})
     t_full, _ = xv.train_teacher(cfg, data, out_dir=tmp_path / "full", progress=False)
-    part = xv.XModalViTConfig.smoke(**{**TINY, "teacher_epochs": 2, "teacher_max_steps": 3,
-                                       "teacher_schedule": "constant"})
+    part = build(xv.XModalViTConfig, **{**TINY, "teacher_epochs": 2, "teacher_max_steps": 3,
+                 "teacher_schedule": "constant"})
     xv.train_teacher(part, data, out_dir=tmp_path / "part", progress=False)  # "killed" after 3 of 4 steps
     t_res, res = xv.train_teacher(cfg, data, out_dir=tmp_path / "part", resume=True, progress=False)
     assert res.steps == 4
@@ -93,11 +95,11 @@ def test_teacher_resume_equals_uninterrupted(data, tmp_path):
 
 
 def test_save_load_teacher_and_evaluate(data, tmp_path):
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     t = xv.make_teacher(cfg)
     xv.save_teacher(t, cfg, tmp_path / "teacher")
     t2, cfg2 = xv.load_teacher(tmp_path / "teacher")
-    assert cfg2.teacher_embed_dim == 12
+    assert cfg2.teacher.embed_dim == 12 and cfg2 == build(xv.XModalViTConfig, **TINY)  # round trip by name
     assert all(torch.equal(a, b) for a, b in zip(t.state_dict().values(), t2.state_dict().values()))
     assert xv.load_teacher(tmp_path / "absent") is None
     r = xv.teacher_pair_retrieval(t2, data.test)
@@ -111,7 +113,7 @@ def test_save_load_teacher_and_evaluate(data, tmp_path):
 
 
 def test_triplet_baseline_runs(data, tmp_path):
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     st, res = xv.train_triplet_baseline(cfg, data, out_dim=12, out_dir=tmp_path / "b", progress=False)
     assert res.steps == 2 and st.normalize
     assert torch.isfinite(torch.tensor(res.history[-1]["loss"]))
@@ -146,7 +148,7 @@ def test_standardize_spreads_sketch_features_at_init(tmp_path):
     idx = open_dataset("synthetic_fg", root=generate(tiny, root=tmp_path / "syn"))
     sk = preload(idx.sketches, ImageLoader(32, normalize="half", sketch_crop=False), progress=False)  # (28, 3, 32, 32)
     for seed in range(3):
-        st = xv.make_students(xv.XModalViTConfig.smoke(seed=seed), 12).eval()  # smoke student: width 48, depth 2
+        st = xv.make_students(build(xv.XModalViTConfig, seed=seed), 12).eval()  # smoke student: width 48, depth 2
 
         def spread(x):
             with torch.no_grad():
@@ -197,7 +199,7 @@ def test_teacher_step_photo_aug_gives_query_and_key_different_views(data):
 def test_student_pool(pool):
     from xmodal_lib.models.backbones import tokens
 
-    cfg = xv.XModalViTConfig.smoke(**{**TINY, "student_pool": pool})
+    cfg = build(xv.XModalViTConfig, **{**TINY, "student_pool": pool})
     st = xv.make_students(cfg, 12).eval()
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
@@ -206,7 +208,7 @@ def test_student_pool(pool):
         assert torch.allclose(st.sketch.features(x), want, atol=1e-6)
         assert st.encode_sketch(x).shape == (2, 12)
     with pytest.raises(ValueError, match="student_pool"):
-        xv.XModalViTConfig(student_pool="max")
+        build(xv.XModalViTConfig, student_pool="max")
 
 
 def test_teacher_modality_share_separates_photo_and_sketch_dependence():
@@ -232,12 +234,12 @@ def test_teacher_modality_share_separates_photo_and_sketch_dependence():
 
 
 def test_same_teacher_setup_and_paper_turns_additions_off():
-    a = xv.XModalViTConfig.smoke()
-    assert xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(student_lr=1.0, baseline_epochs=2, device="cpu"))
-    assert not xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(standardize_inputs=False))
-    assert not xv.same_teacher_setup(a, xv.XModalViTConfig.smoke(teacher_epochs=1))
-    p = xv.XModalViTConfig.paper("shoev2")
-    assert (p.standardize_inputs, p.teacher_photo_aug, p.student_pool, p.sketch_target) == (False, False, "cls", "z_s")
+    a = xv.XModalViTConfig()
+    assert xv.same_teacher_setup(a, build(xv.XModalViTConfig, student_lr=1.0, baseline_epochs=2, device="cpu"))
+    assert not xv.same_teacher_setup(a, build(xv.XModalViTConfig, standardize_inputs=False))
+    assert not xv.same_teacher_setup(a, build(xv.XModalViTConfig, teacher_epochs=1))
+    p = preset("02_distillation", "paper")
+    assert (p.standardize_inputs, p.teacher_photo_aug, p.student.pool, p.sketch_target) == (False, False, "cls", "z_s")
 
 
 def test_load_data_synthetic_options_and_standardisation(tmp_path, monkeypatch):
@@ -255,7 +257,7 @@ def test_load_data_synthetic_options_and_standardisation(tmp_path, monkeypatch):
         return real(kind, root=tmp_path / "syn")
 
     monkeypatch.setattr(D, "open_dataset", fake)
-    cfg = xv.XModalViTConfig.smoke(**{**TINY, "synth_fg_train": 6, "synth_fg_test": 3, "val_fraction": 0.34})
+    cfg = build(xv.XModalViTConfig, **{**TINY, "synth_fg_train": 6, "synth_fg_test": 3, "val_fraction": 0.34})
     d = xv.load_data(cfg, progress=False)
     assert calls == [("synthetic_fg", {"fg_categories": ("shoe",), "fg_train": 6, "fg_test": 3, "fg_plain": True})]
     assert (d.train.photos.shape[0], d.val.photos.shape[0], d.test.photos.shape[0]) == (4, 2, 3)

@@ -17,7 +17,6 @@ pooling other than [CLS] (``student_pool``), and the product-photo synthetic dat
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +30,7 @@ from ..losses.triplet import batch_all_triplet
 from ..losses.xaqc import XAQC
 from ..devices import module_device
 from ..models.xmodalvit import StudentPair, XModalTeacher, build_students, build_teacher
+from ..params import from_dict, override
 from .xmodalvit_config import XModalViTConfig
 from .xmodalvit_data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
                              load_data, photo_views, standardize_images)
@@ -187,9 +187,7 @@ def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalV
     if not p.with_name(p.name + ".safetensors").is_file():
         return None
     stored = read_config(p, "teacher config")
-    known = {f.name for f in fields(XModalViTConfig)}
-    cfg = XModalViTConfig(**{**{k: v for k, v in stored.items() if k in known},
-                             "teacher_pretrained": False})  # weights come from the file
+    cfg = from_dict(XModalViTConfig, stored, teacher_pretrained=False)  # weights come from the file
     teacher = make_teacher(cfg)
     load_weights(teacher, p, strict=True)
     return teacher.eval(), cfg
@@ -284,7 +282,7 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
     """The same student pair trained with a triplet loss and no teacher; returns ``(StudentPair, TrainResult)``."""
     from ..train import fit
 
-    dim = out_dim or cfg.teacher_embed_dim or 768
+    dim = out_dim or cfg.teacher.embed_dim or 768
     students = make_students(cfg, dim, normalize=True)
     res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),
               cfg.train_config("baseline"), out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
@@ -293,5 +291,5 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
 
 
 def replace_config(cfg: XModalViTConfig, **changes: Any) -> XModalViTConfig:
-    """``dataclasses.replace`` with validation (for sweeps and benchmarks)."""
-    return replace(cfg, **changes)
+    """A copy with ``changes`` by parameter name (``teacher_depth=1``), validated (sweeps, benchmarks)."""
+    return override(cfg, **changes)

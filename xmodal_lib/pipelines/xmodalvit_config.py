@@ -1,30 +1,71 @@
-"""XModalViT's run config: every field a notebook parameter of notebooks 01 and 02 (upper-case).
+"""XModalViT's run config: every leaf a notebook parameter of notebooks 01 and 02 (upper case).
 
-The notebooks take their preset values from the profile YAML files
-(``notebooks/params/<profile>/0[12]_*.yaml``); :meth:`XModalViTConfig.smoke` and
-:meth:`XModalViTConfig.paper` restate them in code for ``xmodal train`` and the tests, and
-``tests/test_params.py::test_xmodalvit_code_presets_equal_the_profile_files`` fails when the two differ.
+The two encoder recipes are nested configs, bound with a prefix (:func:`xmodal_lib.params.nested`):
+``TEACHER_DEPTH`` -> ``cfg.teacher.depth``, ``STUDENT_POOL`` -> ``cfg.student.pool``. The profiles
+are the YAML files ``notebooks/params/<profile>/0[12]_*.yaml`` (:func:`xmodal_lib.params.preset`);
+the paper's other datasets are :data:`PAPER_DATASETS`, what differs from the Shoe-V2 paper profile.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from ..models.xmodalvit import STUDENT_POOLS, vit_overrides
+from ..params import nested, to_dict
 
-__all__ = ["XModalViTConfig"]
+__all__ = ["XModalViTConfig", "EncoderConfig", "StudentConfig", "PAPER_DATASETS"]
 
-_PAPER_DATASETS = ("shoev2", "chairv2", "sketchy")
+#: the paper's datasets (methods_spec §1.6): the values that differ from the paper profile (Shoe-V2);
+#: ``preset("02_distillation", "paper", data_root=..., **PAPER_DATASETS["sketchy"])``. On Sketchy the
+#: queues are 64, the students ViT-S and an epoch is one photo per class (8 iterations of 16, so the
+#: official 20 000 epochs = 160 000 steps).
+PAPER_DATASETS: dict[str, dict[str, Any]] = {
+    "shoev2": {},
+    "chairv2": {},
+    "sketchy": dict(dataset="sketchy", epoch_unit="classes", teacher_queue=64, student_queue=64,
+                    student_backbone="vit_small_patch16_224.augreg_in21k"),
+}
+
+
+@dataclass
+class EncoderConfig:
+    """One ViT encoder: a timm name, its weights (False, True = timm download, or a weight file) and
+    size overrides of the name's recipe (None = the name's own). Defaults: a tiny random-init ViT."""
+
+    backbone: str = "vit_tiny_patch16_224"
+    pretrained: Any = False  # False | True | "path/to/weights.safetensors"
+    patch_size: int | None = 8
+    depth: int | None = 2
+    embed_dim: int | None = 48
+    num_heads: int | None = 3
+
+    def overrides(self) -> dict[str, int]:
+        """The timm keyword arguments of the non-None size overrides."""
+        return vit_overrides(self.patch_size, self.depth, self.embed_dim, self.num_heads)
+
+
+@dataclass
+class StudentConfig(EncoderConfig):
+    """A student's encoder and its pooling (``"cls"`` paper, ``"avg"``, ``"cls+avg"``; ``XModalStudent``)."""
+
+    pool: str = "cls"
+
+    def __post_init__(self) -> None:
+        if self.pool not in STUDENT_POOLS:
+            raise ValueError(f"student_pool: expected one of {STUDENT_POOLS}, got {self.pool!r}")
 
 
 @dataclass
 class XModalViTConfig:
-    """Parameters of notebooks 01/02 (see :meth:`smoke` and :meth:`paper` for the two profiles).
+    """Parameters of notebooks 01/02; the field defaults are the smoke profile's values.
 
-    The field defaults are the smoke profile. ``*_epochs`` are budgets: the official code runs
-    20 000 epochs per stage (methods_spec §1.6); ``*_max_steps`` caps optimiser steps (None = no cap).
+    ``*_epochs`` are budgets: the official code runs 20 000 epochs per stage (methods_spec §1.6);
+    ``*_max_steps`` caps optimiser steps (None = no cap). The paper profile (Shoe-V2) is official:
+    2x ViT-B/16 teacher and ViT-Ti students (``*_in21k`` ImageNet-21k weights), batch 16, Adam
+    3e-6 / 1e-5, queues 128/256, tau 0.07, 224 px, the teacher's cosine stepped every 10 iterations
+    (``teacher_schedule="official"``), fp32, all training photos (``val_fraction=0``).
 
-    Our additions (not in the paper or its code; ``paper()`` turns them off):
+    Our additions (not in the paper or its code; the paper profile turns them off):
 
     * ``standardize_inputs``: per-image mean/std standardisation of photos and sketches in
       :func:`load_data` (random-init ViTs otherwise embed all mostly-white sketches alike).
@@ -54,12 +95,7 @@ class XModalViTConfig:
     seed: int = 0
     device: str = "auto"
     # teacher
-    teacher_backbone: str = "vit_tiny_patch16_224"
-    teacher_pretrained: Any = False  # False | True | "path/to/weights.safetensors"
-    teacher_patch_size: int | None = 8
-    teacher_depth: int | None = 2
-    teacher_embed_dim: int | None = 48
-    teacher_num_heads: int | None = 3
+    teacher: EncoderConfig = nested(EncoderConfig, "teacher_")  # TEACHER_BACKBONE ... TEACHER_NUM_HEADS
     xma_depth: int = 3
     xma_heads: int = 3
     teacher_queue: int = 32
@@ -72,14 +108,8 @@ class XModalViTConfig:
     patch_embed: str = "pixels"  # teacher and students: "pixels" (paper) | "hybrid_lite0" ImageNet CNN-cell tokens (ours)
     cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
     # students
-    student_backbone: str = "vit_tiny_patch16_224"
-    student_pretrained: Any = False
-    student_patch_size: int | None = 8
-    student_depth: int | None = 2
-    student_embed_dim: int | None = 48
-    student_num_heads: int | None = 3
+    student: StudentConfig = nested(StudentConfig, "student_")  # STUDENT_BACKBONE ... STUDENT_POOL
     student_queue: int = 32
-    student_pool: str = "cls"
     student_lr: float = 1e-4
     student_weight_decay: float = 1e-5
     student_schedule: str = "exponential"
@@ -104,8 +134,6 @@ class XModalViTConfig:
     def __post_init__(self) -> None:
         if self.sketch_target not in ("z_s", "z_p"):
             raise ValueError(f"sketch_target: expected 'z_s' or 'z_p', got {self.sketch_target!r}")
-        if self.student_pool not in STUDENT_POOLS:
-            raise ValueError(f"student_pool: expected one of {STUDENT_POOLS}, got {self.student_pool!r}")
         if self.eval_metric not in ("dot", "cosine", "euclidean"):
             raise ValueError(f"eval_metric: expected 'dot', 'cosine' or 'euclidean', got {self.eval_metric!r}")
         if self.epoch_unit not in ("photos", "classes"):
@@ -117,72 +145,22 @@ class XModalViTConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
-    @classmethod
-    def smoke(cls, **overrides: Any) -> "XModalViTConfig":
-        """Tiny ViTs (2 blocks, width 48, 32 px, patch 8) on the synthetic shoe benchmark (600 train /
-        100 test product-shot instances, 2 sketches each), CPU, with our additions on (see the class
-        docstring). Learning rates 1e-4: at 3e-4 the random-init teacher collapsed on QMUL Shoe-V1
-        (its XAQC loss settled at log(K+1), the value of a constant embedding)."""
-        return cls(**overrides)
-
-    @classmethod
-    def paper(cls, dataset: str = "shoev2", **overrides: Any) -> "XModalViTConfig":
-        """The official settings (methods_spec §1.6): 2x ViT-B/16 teacher, ViT-Ti (Shoe/Chair) or
-        ViT-S (Sketchy) students, batch 16, Adam 3e-6 / 1e-5, queues 128/256 (64 on Sketchy),
-        tau 0.07, pretrained ImageNet weights, 224 px. Epochs = the official 20 000.
-
-        Also official: the teacher's cosine stepped every 10 iterations (``teacher_schedule="official"``,
-        ends at ~97.6 % of its rate), fp32 training, all training photos (``val_fraction=0``; a
-        held-out val part stays an option), students ``vit_{tiny,small}_patch16_224.augreg_in21k``
-        (the official ``*_in21k``: ImageNet-21k, not fine-tuned) and, on Sketchy, one photo per class
-        per epoch (``epoch_unit="classes"``: 8 iterations of 16, so 20 000 epochs = 160 000 steps)."""
-        if dataset not in _PAPER_DATASETS:
-            raise ValueError(f"paper(dataset=...): expected one of {_PAPER_DATASETS}, got {dataset!r}")
-        sketchy = dataset == "sketchy"
-        base = dict(
-            profile="paper", dataset={"shoev2": "qmul_v2", "chairv2": "qmul_v2", "sketchy": "sketchy"}[dataset],
-            image_size=224, input_norm="none", teacher_backbone="vit_base_patch16_224", teacher_pretrained=True,
-            teacher_patch_size=None, teacher_depth=None, teacher_embed_dim=None, teacher_num_heads=None,
-            teacher_queue=64 if sketchy else 128, teacher_lr=3e-6, teacher_weight_decay=1e-4,
-            teacher_schedule="official", teacher_epochs=20000, precision="fp32",
-            epoch_unit="classes" if sketchy else "photos",
-            student_backbone="vit_small_patch16_224.augreg_in21k" if sketchy else "vit_tiny_patch16_224.augreg_in21k",
-            student_pretrained=True, student_patch_size=None, student_depth=None,
-            student_embed_dim=None, student_num_heads=None, student_queue=64 if sketchy else 256,
-            student_lr=1e-5, student_weight_decay=1e-5, student_schedule="exponential",
-            student_epochs=20000, baseline_lr=1e-5, baseline_epochs=20000, val_fraction=0.0,
-            standardize_inputs=False, teacher_photo_aug=False, student_pool="cls", sketch_target="z_s",
-        )
-        base.update(overrides)
-        return cls(**base)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "XModalViTConfig":
-        """The config from notebook parameters (upper-case field names) through
-        :func:`xmodal_lib.params.bind`; the profile's values arrive as parameters (its YAML file), so
-        ``PROFILE`` only labels the run. ``PAPER_DATASET`` is the notebook's own (informative) key."""
-        from ..params import bind
-
-        return bind(cls, {k: v for k, v in params.items() if k.isupper()}, local=("PAPER_DATASET",),
-                    source="XModalViT parameters")
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-able, by parameter name (:func:`xmodal_lib.params.to_dict`; read back with ``from_dict``)."""
+        return to_dict(self)
 
     def teacher_kwargs(self) -> dict[str, Any]:
-        return dict(backbone=self.teacher_backbone, pretrained=self.teacher_pretrained,
+        """:func:`~xmodal_lib.models.xmodalvit.build_teacher`'s arguments."""
+        return dict(backbone=self.teacher.backbone, pretrained=self.teacher.pretrained,
                     img_size=self.image_size, xma_depth=self.xma_depth, xma_heads=self.xma_heads,
                     patch_embed=self.patch_embed, cnn_trainable_blocks=self.cnn_trainable_blocks,
-                    input_norm=self.input_norm,
-                    **vit_overrides(self.teacher_patch_size, self.teacher_depth,
-                                    self.teacher_embed_dim, self.teacher_num_heads))
+                    input_norm=self.input_norm, **self.teacher.overrides())
 
     def student_kwargs(self) -> dict[str, Any]:
-        return dict(backbone=self.student_backbone, pretrained=self.student_pretrained, pool=self.student_pool,
+        """:func:`~xmodal_lib.models.xmodalvit.build_students`' arguments (``out_dim`` aside)."""
+        return dict(backbone=self.student.backbone, pretrained=self.student.pretrained, pool=self.student.pool,
                     patch_embed=self.patch_embed, cnn_trainable_blocks=self.cnn_trainable_blocks,
-                    input_norm=self.input_norm,
-                    img_size=self.image_size, **vit_overrides(self.student_patch_size, self.student_depth,
-                                                              self.student_embed_dim, self.student_num_heads))
+                    input_norm=self.input_norm, img_size=self.image_size, **self.student.overrides())
 
     def train_config(self, stage: str):
         """The shared loop's :class:`~xmodal_lib.train.TrainConfig` for ``"teacher"``, ``"student"``, ``"baseline"``."""
