@@ -86,7 +86,7 @@ def paper_sizes() -> dict:
                                      vit={}, student_vit={}, queue=64),
         "crossatnet": dict(backbone="resnet50", img=224, output_stride=16, embed_dim=256, attn_dim=128,
                            hash_bits=(16, 32, 64, 128), classes=100, node_dim=384),
-        "zse": dict(zse={}),  # ZSEConfig.paper(): ViT-B/16 224 px, CA 8 heads / FFN 1024, RN 49 anchors
+        "zse": dict(zse={}),  # the paper profile's model: ViT-B/16 224 px, CA 8 heads / FFN 1024, RN 49 anchors
     }
 
 
@@ -156,24 +156,26 @@ def build(method: str, sz: dict, dev: torch.device):
     if method == "crossatnet":
         from xmodal_lib.models.crossatnet import CrossATNet
         from xmodal_lib.models.gcn import build_graph, normalize_adjacency
+        from xmodal_lib.params import build as build_config
         from xmodal_lib.pipelines.crossatnet import ClassGraph, CrossATNetRunConfig, CrossATNetTrainer, crossatnet_step
 
-        rc = CrossATNetRunConfig(img_size=img, backbone=sz["backbone"], output_stride=sz["output_stride"],
-                                 embed_dim=sz["embed_dim"], attn_dim=sz["attn_dim"], gcn_hidden=sz["embed_dim"],
-                                 hash_bits=sz["hash_bits"], pretrained=False, device=str(dev))
+        rc = build_config(CrossATNetRunConfig, img_size=img, backbone=sz["backbone"],
+                          output_stride=sz["output_stride"], embed_dim=sz["embed_dim"], attn_dim=sz["attn_dim"],
+                          gcn_hidden=sz["embed_dim"], hash_bits=sz["hash_bits"], pretrained=False, device=str(dev))
         with torch.device("cpu"):  # the class graph is built on real CPU tensors even when counting on meta
             feats = torch.randn(sz["classes"], sz["node_dim"], generator=torch.Generator().manual_seed(0))
             a = build_graph(feats, kind="knn", k=5)  # stand-in class-name vectors -> kNN graph
             graph = ClassGraph([f"c{i}" for i in range(sz["classes"])], feats, a, normalize_adjacency(a))
-        tr = CrossATNetTrainer(CrossATNet(rc.model_config()), graph, rc).to(dev)
+        tr = CrossATNetTrainer(CrossATNet(rc.model), graph, rc).to(dev)
         make = lambda b: (rand(b), rand(b), torch.randint(0, sz["classes"], (b,), device=dev))  # noqa: E731
         return tr, [tr], lambda x: crossatnet_step(tr, x)["loss"], make, 2, torch.optim.Adam, dict(lr=1e-4), \
             [tr.net.sketch_net, tr.net.photo_net]
     if method == "zse":
-        from xmodal_lib.models.zse import ZSEConfig, ZSESBIR
+        from xmodal_lib.models.zse import ZSESBIR
+        from xmodal_lib.params import preset
         from xmodal_lib.pipelines.zse import zse_step
 
-        model = ZSESBIR(ZSEConfig.paper(**sz["zse"])).to(dev)
+        model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, **sz["zse"]).model).to(dev)
         s = model.cfg.img_size
         make = lambda b: {k: torch.rand(b, 3, s, s, device=dev) for k in ("sk_pos", "sk_neg", "ph_pos", "ph_neg")}  # noqa: E731
         return model, [model], lambda x: zse_step(model, x)["loss"], make, 4, torch.optim.AdamW, \

@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from xmodal_lib.models.pretrained_cnn import PretrainedCNN  # noqa: E402
+from xmodal_lib.params import build, override  # noqa: E402
 from xmodal_lib.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics, fg_accuracy  # noqa: E402
 
@@ -66,8 +66,8 @@ def crossatnet_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, d
     from xmodal_lib.pipelines import crossatnet as cat
     from xmodal_lib.semantics import make_embedder
 
-    cfg = cat.CrossATNetRunConfig.smoke(
-        dataset="sketchy", data_root=str(root), split="zeroshot1", backbone="pretrained_lite0",
+    cfg = build(
+        cat.CrossATNetRunConfig, dataset="sketchy", data_root=str(root), split="zeroshot1", backbone="pretrained_lite0",
         img_size=a.img_size, output_stride=32, cnn_trainable_blocks=a.cnn_trainable, embed_dim=128, attn_dim=64,
         gcn_hidden=128, graph_k=5, hash_bits=(64,), epochs=a.cat_epochs, batch_size=64, lr=a.cat_lr,
         augment=False, seed=seed, device="cpu")
@@ -78,8 +78,8 @@ def crossatnet_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, d
     rows: dict[str, dict] = {"chance (random scores)": _random_cat(ql, gl, seed)}
     rows["frozen Lite0 (GAP, cosine)"] = category_metrics(_frozen_scores(*images["test"], "imagenet"), ql, gl, CAT_M)
     embed_fn = make_embedder(cfg.semantics, cfg.word_vectors)
-    variants = {"CrossATNet full": cfg, "CrossATNet no-GCN": replace(cfg, use_gcn=False),
-                "CrossATNet no-cross-attention": replace(cfg, cross_attention=False)}
+    variants = {"CrossATNet full": cfg, "CrossATNet no-GCN": override(cfg, use_gcn=False),
+                "CrossATNet no-cross-attention": override(cfg, cross_attention=False)}
     with tempfile.TemporaryDirectory(prefix="pre_cat_") as tmp:
         for name, vcfg in variants.items():
             _, res = cat.run_variant(vcfg, index, Path(tmp) / name.split()[-1], images["train"], images["test"], embed_fn)
@@ -97,8 +97,8 @@ def zse_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
     from xmodal_lib.pipelines import zse
     from xmodal_lib.pipelines.zse_eval import build_cache, scores_ret, scores_rn
 
-    cfg = zse.ZSEPipelineConfig(
-        profile="cpu", dataset="sketchy", data_root=str(root), split="zeroshot1", img_size=a.img_size,
+    cfg = build(
+        zse.ZSEPipelineConfig, profile="cpu", dataset="sketchy", data_root=str(root), split="zeroshot1", img_size=a.img_size,
         patch_size=16, dim=a.zse_dim, depth=a.zse_depth, heads=4, stem="none", prune_layers=(1, 2),
         ca_heads=4, ca_ffn=2 * a.zse_dim, rn_dim=64, patch_embed="hybrid_lite0",
         cnn_trainable_blocks=0, epochs=a.zse_epochs, items_per_epoch=a.zse_items, batch_size=16, lr=a.zse_lr,
@@ -108,7 +108,7 @@ def zse_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pre_zse_") as tmp:
         for tag, kr in (("token selection off", 1.0), ("token selection r=0.9", 0.9)):
-            vcfg = replace(cfg, keep_rate=kr)
+            vcfg = override(cfg, keep_rate=kr)
             res = zse.run_zero_shot(vcfg, Path(tmp) / str(kr), index=index)
             for mode, m in res["metrics"].items():
                 rows[f"ZSE-SBIR {mode}, {tag}"] = {k: m[k] for k in CAT_M}
@@ -131,8 +131,8 @@ def zse_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
 def xmodalvit_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
     from xmodal_lib.pipelines import xmodalvit as xv
 
-    cfg = xv.XModalViTConfig.smoke(
-        dataset="qmul_v1", data_root=str(root), image_size=a.fg_img_size, seed=seed, device="cpu",
+    cfg = build(
+        xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root), image_size=a.fg_img_size, seed=seed, device="cpu",
         val_fraction=0.1, input_norm="half", standardize_inputs=False, teacher_photo_aug=False,
         patch_embed="hybrid_lite0", cnn_trainable_blocks=0,
         teacher_patch_size=16, teacher_depth=2, teacher_embed_dim=a.fg_dim, teacher_num_heads=4,

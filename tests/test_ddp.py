@@ -33,6 +33,7 @@ from xmodal_lib import distributed as D  # noqa: E402
 from xmodal_lib import train as T  # noqa: E402
 from xmodal_lib.losses.xaqc import XAQC  # noqa: E402
 from xmodal_lib.pipelines import xmodalvit as xv  # noqa: E402
+from xmodal_lib.params import build
 
 WORLD = 2
 TINY = dict(image_size=16, teacher_patch_size=8, teacher_depth=1, teacher_embed_dim=24, teacher_num_heads=3,
@@ -48,7 +49,7 @@ def _images(n: int, size: int, seed: int) -> torch.Tensor:
 
 
 def case_teacher():
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     model = xv.make_teacher(cfg)
     q = XAQC(model.embed_dim, cfg.teacher_queue, seed=5)
     return model, xv.teacher_step(q), {"xaqc": q}, (_images(4, 16, 1), _images(4, 16, 2), _images(4, 16, 3))
@@ -66,7 +67,7 @@ def case_students():
     # |a - b|^2, so a repeated pair's distance is sqrt(rounding noise) (about 5e-3 measured, not 0)
     # and differs between any two GEMM orderings (1.4e-3 relative in loss.dist between DDP and one
     # process). The comparison therefore uses the direct difference, identical in exact arithmetic.
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     teacher = xv.freeze(xv.make_teacher(cfg))
     students = xv.make_students(cfg, teacher.embed_dim)
     xp, xs = XAQC(teacher.embed_dim, 12, seed=6), XAQC(teacher.embed_dim, 12, seed=7)
@@ -75,7 +76,7 @@ def case_students():
 
 
 def case_triplet():
-    cfg = xv.XModalViTConfig.smoke(**TINY)
+    cfg = build(xv.XModalViTConfig, **TINY)
     students = xv.make_students(cfg, 24, normalize=True)
     return students, xv.triplet_step(0.2), {}, (_images(4, 16, 7), _images(4, 16, 8), _images(4, 16, 9))
 
@@ -85,13 +86,13 @@ def case_crossatnet(mining: str):
     from xmodal_lib.pipelines.crossatnet import CrossATNetRunConfig, CrossATNetTrainer, build_class_graph, \
         crossatnet_step
 
-    cfg = CrossATNetRunConfig.smoke(img_size=32, embed_dim=16, attn_dim=8, gcn_hidden=8, hash_bits=(8, 16),
-                                    graph_k=1, mining=mining, device="cpu")
+    cfg = build(CrossATNetRunConfig, img_size=32, embed_dim=16, attn_dim=8, gcn_hidden=8, hash_bits=(8, 16),
+                graph_k=1, mining=mining, device="cpu")
     names = ["a", "b", "c"]
     graph = build_class_graph(names, lambda ns: torch.randn(len(ns), 12, generator=torch.Generator().manual_seed(3)),
                               kind="knn", k=1)
     torch.manual_seed(0)
-    tr = CrossATNetTrainer(CrossATNet(cfg.model_config()), graph, cfg)
+    tr = CrossATNetTrainer(CrossATNet(cfg.model), graph, cfg)
     y = torch.tensor([0, 1, 2, 0, 1, 1, 2, 0])
     return tr, crossatnet_step, {}, (_images(8, 32, 10), _images(8, 32, 11), y)
 
@@ -100,11 +101,11 @@ def case_zse():
     from xmodal_lib.models.zse import ZSESBIR
     from xmodal_lib.pipelines.zse import ZSEPipelineConfig, zse_step
 
-    cfg = ZSEPipelineConfig.smoke(img_size=32, patch_size=8, dim=24, depth=2, heads=2, ca_heads=2, ca_ffn=24,
-                                  rn_dim=8, prune_layers=(2,), dropout=0.0, device="cpu")
+    cfg = build(ZSEPipelineConfig, img_size=32, patch_size=8, dim=24, depth=2, heads=2, ca_heads=2, ca_ffn=24,
+                rn_dim=8, prune_layers=(2,), dropout=0.0, device="cpu")
     torch.manual_seed(0)
     batch = {k: _images(4, 32, 20 + i) for i, k in enumerate(("sk_pos", "sk_neg", "ph_pos", "ph_neg"))}
-    return ZSESBIR(cfg.model_config()), zse_step, {}, batch
+    return ZSESBIR(cfg.model), zse_step, {}, batch
 
 
 CASES = {"teacher": case_teacher, "students": case_students, "triplet": case_triplet,
@@ -171,7 +172,7 @@ def _teacher_with_queue(out_dir: Path, resume: bool = False, ckpt_dir: Path | No
     when this rank's ``out_dir`` is not the one rank 0 writes to)."""
     from xmodal_lib.checkpoint import load_tensors
 
-    cfg = xv.XModalViTConfig.smoke(**{**TINY, **over})
+    cfg = build(xv.XModalViTConfig, **{**TINY, **over})
     teacher, res = xv.train_teacher(cfg, fg_data(), out_dir, resume=resume, progress=False)
     state = fit_state(teacher, res)
     last = res.last_checkpoint if ckpt_dir is None else ckpt_dir / "checkpoints" / res.last_checkpoint.name

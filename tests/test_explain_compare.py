@@ -24,7 +24,10 @@ def test_config_validation():
         C.CompareConfig(profile="fast")
     with pytest.raises(ValueError, match="zse_steps"):
         C.CompareConfig(zse_steps=0)
-    assert C.CompareConfig.paper().profile == "paper"
+    from xmodal_lib.params import preset
+
+    paper = preset("05_zero_shot_evaluation", "paper")  # the paper profile is its YAML file
+    assert (paper.profile, paper.split, paper.zse_rn) == ("paper", "zeroshot1", False)
 
 
 def test_test_index_subsamples_queries_only():

@@ -110,9 +110,7 @@ def test_cli_resume_changed_flag_reaches_fit(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_cli_resume_with_a_changed_setup_is_refused_before_any_data(tmp_path: Path, capsys, monkeypatch) -> None:
-    from xmodal_lib.pipelines.crossatnet import CrossATNetRunConfig
-
-    stored = {**cli._make_config(CrossATNetRunConfig, "smoke", None, {}).to_dict(), "batch_size": 7}
+    stored = {**cli._make_config("crossatnet", "smoke", None, {}).to_dict(), "batch_size": 7}
     save_tensors(tmp_path / "o" / "checkpoints" / "step_00000004", {"rng.torch": torch.get_rng_state()},
                  {"config": stored, "train_config": {}})
     monkeypatch.setattr(cli, "_train_method", lambda *a: pytest.fail("data loading started"))

@@ -83,7 +83,7 @@ def test_every_parameter_is_a_field_or_declared_local(path: Path) -> None:
     cls = P.config_class(path.stem)
     if cls is None:
         pytest.skip(f"{path.stem} builds no method config")
-    names = {f.name.upper() for f in dataclasses.fields(cls)}
+    names = {n.upper() for n in P.leaves(cls)}
     loose = set(notebook_parameters(path)) - names - set(P.NOTEBOOKS[path.stem].local)
     assert not loose, f"{path.name}: parameters that reach no config field and are not declared local: {loose}"
     stale = set(P.NOTEBOOKS[path.stem].local) - set(notebook_parameters(path))
@@ -105,9 +105,10 @@ def test_config_builds_from_every_profile(path: Path, profile: str) -> None:
         values["PROFILE"] = profile
     cfg = P.notebook_config(path.stem, values)
     assert isinstance(cfg, cls)
-    for key, value in values.items():  # every value arrived under its own name
-        if key.lower() in {fl.name for fl in dataclasses.fields(cls)} and value is not None:
-            got = getattr(cfg, key.lower())
+    flat = P.flat_params(cfg)
+    for key, value in values.items():  # every value arrived under its own name (nested groups too)
+        if key.lower() in flat and value is not None:
+            got = flat[key.lower()]
             assert got == (tuple(value) if isinstance(value, list) else value), f"{key}: {got!r} != {value!r}"
 
 
@@ -140,26 +141,97 @@ def test_notebook_code_cells_are_short_and_bind_through_params(path: Path) -> No
 
 def test_train_cli_reads_values_like_reproduce(tmp_path: Path) -> None:
     from xmodal_lib.cli import _make_config, _parse_kv
-    from xmodal_lib.pipelines.xmodalvit import XModalViTConfig
 
-    cfg = _make_config(XModalViTConfig, "smoke", None, _parse_kv(["teacher_lr=1e10", "SEED=3"], "-p"))
+    cfg = _make_config("xmodalvit-teacher", "smoke", None, _parse_kv(["teacher_lr=1e10", "SEED=3"], "-p"))
     assert cfg.teacher_lr == 1e10 and cfg.seed == 3
     with pytest.raises(P.ConfigError, match="TEACHER_LR: expected a number, got 'fast'"):
-        _make_config(XModalViTConfig, "smoke", None, _parse_kv(["teacher_lr=fast"], "-p"))
+        _make_config("xmodalvit-teacher", "smoke", None, _parse_kv(["teacher_lr=fast"], "-p"))
+    with pytest.raises(P.ConfigError, match="--dataset 'sketchy21'.*with --profile paper"):
+        _make_config("zse", "smoke", "sketchy21", {})
+    with pytest.raises(P.ConfigError, match="--dataset 'imagenet'"):
+        _make_config("crossatnet", "paper", "imagenet", {})
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("method", ["xmodalvit-teacher", "xmodalvit-students", "crossatnet", "zse"])
+def test_train_presets_are_the_notebooks_profile_files(method: str, profile: str) -> None:
+    """``xmodal train --profile P`` builds its notebook's config from params/P/<stem>.yaml: every
+    value of the file arrives, under its own name (no code preset restates the profile)."""
+    from xmodal_lib.cli import TRAIN_STEMS, _make_config
+
+    stem = TRAIN_STEMS[method]
+    values = yaml.safe_load((NB_DIR / "params" / profile / f"{stem}.yaml").read_text()) or {}
+    flat = P.flat_params(_make_config(method, profile, None, {"seed": 4}))
+    diff = {k: (v, flat[k.lower()]) for k, v in values.items()
+            if k.lower() in flat and k != "SEED" and (tuple(v) if isinstance(v, list) else v) != flat[k.lower()]}
+    assert not diff and flat["seed"] == 4, f"params/{profile}/{stem}.yaml vs xmodal train {method}: {diff}"
+
+
+def test_paper_datasets_change_only_their_own_values() -> None:
+    """Each paper dataset's table entry lands on the paper profile, the rest of the file unchanged."""
+    from xmodal_lib.cli import TRAIN_STEMS, _make_config
+    from xmodal_lib.pipelines import crossatnet_config, xmodalvit_config, zse
+
+    for method, table in (("xmodalvit-students", xmodalvit_config.PAPER_DATASETS),
+                          ("crossatnet", crossatnet_config.PAPER_DATASETS), ("zse", zse.PAPER_DATASETS)):
+        base = P.flat_params(P.preset(TRAIN_STEMS[method], "paper"))
+        for name, over in table.items():
+            flat = P.flat_params(_make_config(method, "paper", name, {}))
+            want = {**base, **{k: tuple(v) if isinstance(v, list) else v for k, v in over.items()}}
+            assert flat == want, f"{method} --dataset {name}"
+    sketchy = P.flat_params(_make_config("xmodalvit-students", "paper", "sketchy", {}))
+    assert (sketchy["teacher_queue"], sketchy["student_queue"], sketchy["epoch_unit"]) == (64, 64, "classes")
+
+
 @pytest.mark.parametrize("stem", ["01_fusion_teacher", "02_distillation"])
-def test_xmodalvit_code_presets_equal_the_profile_files(stem: str, profile: str) -> None:
-    """The code presets (xmodal train) and the YAML (notebooks) say the same for XModalViT."""
+def test_xmodalvit_defaults_are_the_smoke_profile(stem: str) -> None:
+    """XModalViTConfig's docstring says its defaults are the smoke profile's values: they are."""
     from xmodal_lib.pipelines.xmodalvit import XModalViTConfig
 
-    values = yaml.safe_load((NB_DIR / "params" / profile / f"{stem}.yaml").read_text()) or {}
-    preset = XModalViTConfig.smoke() if profile == "smoke" else XModalViTConfig.paper()
-    names = {f.name for f in dataclasses.fields(XModalViTConfig)}
-    diff = {k: (v, getattr(preset, k.lower())) for k, v in values.items()
-            if k.lower() in names and (tuple(v) if isinstance(v, list) else v) != getattr(preset, k.lower())}
-    assert not diff, f"params/{profile}/{stem}.yaml vs XModalViTConfig.{profile}(): {diff}"
+    values = yaml.safe_load((NB_DIR / "params" / "smoke" / f"{stem}.yaml").read_text()) or {}
+    flat = P.flat_params(XModalViTConfig())
+    diff = {k: (v, flat[k.lower()]) for k, v in values.items() if k.lower() in flat and v != flat[k.lower()]}
+    assert not diff, f"params/smoke/{stem}.yaml vs XModalViTConfig(): {diff}"
+
+
+@dataclasses.dataclass
+class _Enc:
+    depth: int = 2
+    name: str = "vit"
+
+
+@dataclasses.dataclass
+class _Run:
+    teacher: _Enc = P.nested(_Enc, "teacher_")
+    model: _Enc = P.nested(_Enc)
+    lr: float = 1e-3
+
+
+def test_nested_groups_bind_by_prefix_and_round_trip() -> None:
+    assert sorted(P.leaves(_Run)) == ["depth", "lr", "name", "teacher_depth", "teacher_name"]
+    c = P.bind(_Run, {"TEACHER_DEPTH": 5, "DEPTH": 3, "LR": 1})
+    assert c == _Run(teacher=_Enc(depth=5), model=_Enc(depth=3), lr=1.0)
+    assert P.to_dict(c) == {"teacher_depth": 5, "teacher_name": "vit", "depth": 3, "name": "vit", "lr": 1.0}
+    assert P.from_dict(_Run, P.to_dict(c)) == c
+    assert P.from_dict(_Run, {"teacher": {"depth": 5}, "model": {"depth": 3}, "lr": 1.0, "gone": 1}) == c
+    with pytest.raises(P.ConfigError, match="TEACHER_DEPTH: expected an integer"):
+        P.bind(_Run, {"TEACHER_DEPTH": "deep"})
+    with pytest.raises(P.ConfigError, match="TEACHER_DEPT.*not parameters of _Run"):
+        P.bind(_Run, {"TEACHER_DEPT": 1})
+    d = P.override(c, teacher_depth=7)
+    assert (d.teacher.depth, c.teacher.depth, d.model == c.model, d.model is c.model) == (7, 5, True, False)
+    with pytest.raises(P.ConfigError, match="nope"):
+        P.override(c, nope=1)
+
+
+def test_two_fields_under_one_parameter_name_are_refused() -> None:
+    @dataclasses.dataclass
+    class Clash:
+        model: _Enc = P.nested(_Enc)
+        depth: int = 1
+
+    with pytest.raises(P.ConfigError, match="DEPTH would name two fields"):
+        P.bind(Clash, {})
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper", "cpu"])
@@ -171,6 +243,6 @@ def test_preset_reads_the_profile_yaml(profile):
     cfg = preset("04_zse_sbir", profile, seed=7)
     yml = load_yaml_params(notebooks_dir() / "params" / profile / "04_zse_sbir.yaml")
     assert cfg.seed == 7
-    assert cfg.dim == yml["DIM"] and cfg.patch_embed == yml.get("PATCH_EMBED", cfg.patch_embed)
-    with pytest.raises(P.ConfigError, match="NOT_A_FIELD"):
+    assert cfg.model.dim == yml["DIM"] and cfg.model.patch_embed == yml.get("PATCH_EMBED", cfg.model.patch_embed)
+    with pytest.raises(P.ConfigError, match="not_a_field.*and overrides"):
         preset("04_zse_sbir", profile, not_a_field=1)

@@ -77,10 +77,12 @@ def _add_train(sub: Any) -> None:
     )
     tr.add_argument("method", choices=TRAIN_METHODS,
                     help="xmodalvit-teacher | xmodalvit-students | xmodalvit-baseline | crossatnet | zse")
-    tr.add_argument("--profile", default="smoke", choices=("smoke", "paper"), help="config preset")
+    tr.add_argument("--profile", default="smoke", choices=("smoke", "paper"),
+                    help="the preset: the method notebook's notebooks/params/<profile>/<stem>.yaml")
     tr.add_argument("--dataset", default=None,
-                    help="paper preset's dataset (xmodalvit: shoev2/chairv2/sketchy; crossatnet: "
-                         "sketchy/sketchy21/tuberlin; zse: sketchy25/sketchy21/tuberlin/quickdraw)")
+                    help="--profile paper on another paper dataset, the method's PAPER_DATASETS (xmodalvit: "
+                         "shoev2/chairv2/sketchy; crossatnet: sketchy/sketchy21/tuberlin; zse: "
+                         "sketchy25/sketchy21/tuberlin/quickdraw)")
     tr.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                     help="config field of the method (lower-case name, e.g. batch_size=64, data_root=/data); "
                          "VALUE is read as YAML")
@@ -166,14 +168,30 @@ def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
-def _make_config(cls: type, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
-    """The preset, then ``-p`` through :func:`xmodal_lib.params.bind` (unknown keys, types, ranges)."""
-    from dataclasses import asdict
+#: the notebook whose profile YAML is each ``xmodal train`` method's preset
+TRAIN_STEMS = {"xmodalvit-teacher": "01_fusion_teacher", "xmodalvit-students": "02_distillation",
+               "xmodalvit-baseline": "02_distillation", "crossatnet": "03_crossatnet_zero_shot",
+               "zse": "04_zse_sbir"}
 
-    from .params import bind
 
-    preset = cls.smoke() if profile == "smoke" else (cls.paper(dataset) if dataset else cls.paper())
-    return bind(cls, {**asdict(preset), **params}, source=f"xmodal train --profile {profile}")
+def _make_config(method: str, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
+    """The method's notebook config under ``profile`` (its YAML file, :func:`xmodal_lib.params.preset`),
+    then the paper dataset's values (the method's ``PAPER_DATASETS``), then ``-p``: one bind, so
+    unknown keys, types and ranges are refused as the notebooks refuse them."""
+    from .params import ConfigError, preset
+
+    over: dict[str, Any] = {}
+    if dataset is not None:
+        if method.startswith("xmodalvit"):
+            from .pipelines.xmodalvit_config import PAPER_DATASETS as table
+        elif method == "crossatnet":
+            from .pipelines.crossatnet_config import PAPER_DATASETS as table
+        else:
+            from .pipelines.zse import PAPER_DATASETS as table
+        if profile != "paper" or dataset not in table:
+            raise ConfigError(f"--dataset {dataset!r}: expected one of {', '.join(table)} with --profile paper")
+        over.update(table[dataset])
+    return preset(TRAIN_STEMS[method], profile, **{**over, **params})
 
 
 def _rank0_first(fn: Callable[[], Any]) -> Any:
@@ -241,13 +259,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     bad = sorted(set(loop) - set(LOOP_FIELDS))
     if bad:
         raise ValueError(f"--loop {bad}: not training-loop fields; expected some of {list(LOOP_FIELDS)}")
-    if args.method.startswith("xmodalvit"):
-        from .pipelines.xmodalvit import XModalViTConfig as cls
-    elif args.method == "crossatnet":
-        from .pipelines.crossatnet import CrossATNetRunConfig as cls
-    else:
-        from .pipelines.zse import ZSEPipelineConfig as cls
-    cfg = _make_config(cls, args.profile, args.dataset, params)
+    cfg = _make_config(args.method, args.profile, args.dataset, params)
     owned = not (D.dist.is_available() and D.dist.is_initialized())
     device = D.setup(args.backend, device=str(cfg.device))
     if D.is_distributed():
