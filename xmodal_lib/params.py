@@ -177,6 +177,13 @@ def leaves(cls: type) -> dict[str, tuple[tuple[str, ...], Any]]:
     return out
 
 
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """``tree[path[0]][path[1]]... = value`` (sub-trees made on the way): a leaf's place in its groups."""
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
+
+
 def _build(cls: type, tree: Mapping[str, Any], where: str) -> Any:
     """``cls(**tree)`` with every nested group built first from its sub-tree (defaults elsewhere)."""
     hints = typing.get_type_hints(cls)
@@ -214,10 +221,7 @@ def bind(cls: type, params: Mapping[str, Any], *, local: tuple[str, ...] | set[s
             unknown.append(key)
             continue
         path, tp = table[key.lower()]
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = _coerce(key.upper(), tp, value)
+        _put(tree, path, _coerce(key.upper(), tp, value))
     if unknown:
         raise ConfigError(f"{', '.join(sorted(unknown))}{where}: not parameters of {cls.__name__}; expected some "
                           f"of {', '.join(sorted(n.upper() for n in table))}")
@@ -283,11 +287,7 @@ def override(cfg: Any, **changes: Any) -> Any:
         raise ConfigError(f"{', '.join(bad)}: not parameters of {type(cfg).__name__}")
     tree: dict[str, Any] = {}
     for key, value in changes.items():
-        path = table[key.lower()][0]
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
+        _put(tree, table[key.lower()][0], value)
 
     def apply(obj: Any, sub: Mapping[str, Any]) -> Any:
         groups = {f.name: apply(getattr(obj, f.name), sub.get(f.name, {}))
