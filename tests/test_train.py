@@ -310,3 +310,18 @@ def test_ckpt_every_none_checkpoints_only_at_epoch_ends(tmp_path: Path) -> None:
     assert steps == [per_epoch, 2 * per_epoch]
     with pytest.raises(ValueError, match="ckpt_every"):
         TrainConfig(ckpt_every=0)
+
+
+def test_epochs_none_lets_max_steps_alone_set_the_length(tmp_path: Path) -> None:
+    """``epochs=None``: the run is ``max_steps`` long across as many epochs as that takes (no fake
+    epoch count), and the cosine schedule spans exactly those steps."""
+    per_epoch = len(ToyData()) // CFG["batch_size"]  # 5
+    _, _, res = run(tmp_path, epochs=None, max_steps=2 * per_epoch + 3)
+    assert res.steps == 13
+    rows = [r for r in read_log(tmp_path) if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 14))
+    assert rows[-1]["lr"] < 0.05 * CFG["lr"], "cosine over max_steps must end near zero"
+    with pytest.raises(ValueError, match="epochs=None.*needs max_steps"):
+        TrainConfig(epochs=None)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0, max_steps=5)

@@ -74,7 +74,7 @@ class TrainConfig:
     ``profile_timing`` synchronises CUDA after every step so ``step_ms`` is exact (slower).
     """
 
-    epochs: int = 1
+    epochs: int | None = 1        # None: max_steps alone sets the length (then required)
     max_steps: int | None = None
     batch_size: int = 16
     lr: float = 1e-4
@@ -108,7 +108,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}")
-        if self.batch_size < 1 or self.epochs < 1:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("TrainConfig.epochs=None (max_steps sets the length) needs max_steps, got None")
+        if self.batch_size < 1 or (self.epochs is not None and self.epochs < 1):
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
         if self.ckpt_every is not None and self.ckpt_every < 1:
             raise ValueError(f"TrainConfig.ckpt_every: expected None (epoch ends only) or >= 1, got {self.ckpt_every}")

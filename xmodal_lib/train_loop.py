@@ -139,7 +139,8 @@ def setup(model: nn.Module, step_fn: Callable[[nn.Module, Any], dict[str, Tensor
     trainable = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = _make_optimizer(cfg, trainable)
     steps_per_epoch, sampler, loader = _data(cfg, dataset, collate_fn, device, world)
-    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.epochs * steps_per_epoch, cfg.max_steps)
+    total = cfg.max_steps if cfg.epochs is None else cfg.epochs * steps_per_epoch  # epochs=None: max_steps decides
+    total = total if cfg.max_steps is None else min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total, steps_per_epoch))
     run_ = FitRun(cfg=cfg, model=model, runner=None, opt=opt, sched=sched, scaler=scaler, device=device, amp=amp,
                   use_amp=use_amp, dataset=dataset, sampler=sampler, loader=loader, trainable=trainable,
