@@ -51,3 +51,16 @@ def test_pr_and_per_class_plots_draw_measured_chance_as_dashed_reference() -> No
     ax = rp.plot_pr_curves(curves).axes[0]
     (chance_line,) = [ln for ln in ax.lines if ln.get_label() == "chance (random scores)"]
     assert chance_line.get_linestyle() == "--"
+
+
+def test_bar_table_gives_every_bar_room_for_its_value_label() -> None:
+    for rows in (("ret", "rn_rerank"), ("full", "no_cross_attention", "no_gcn", "no_hashing")):
+        table = {r: {"map_all_voc": 0.2, "p@100": 0.1} for r in rows}
+        fig = bar_table(table, ["map_all_voc", "p@100"], chance={"map_all_voc": 0.05, "p@100": 0.04},
+                        chance_label="chance (random scores, measured)")
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        ticks = [t.get_window_extent() for t in ax.get_xticklabels()]
+        assert not ticks[0].overlaps(ticks[1]), rows  # metric names apart
+        axes_inches = ax.get_position().width * fig.get_size_inches()[0]
+        assert axes_inches / len(ax.patches) >= 0.4, rows  # inches of plot per bar, legend excluded

@@ -99,7 +99,9 @@ def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], 
 
     rows = list(table)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(metrics), 3.5))
+        # the legend beside the axes takes ~2.6 in; then ~0.55 in per bar, so value labels ("0.208")
+        # and metric names never run into each other
+        fig, ax = plt.subplots(figsize=(3.6 + 0.55 * len(rows) * len(metrics) + 0.3 * len(metrics), 3.8))
     else:
         fig = ax.figure
     width = 0.8 / max(1, len(rows))
