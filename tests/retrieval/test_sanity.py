@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xmodal_lib.retrieval.sanity import (QueryIndependentWarning, binomial_p_value, check_query_dependent,
-                                         label_permutation_test, same_topk_fraction)
+                                         label_permutation_test, query_dependence, same_topk_fraction)
 from xmodal_lib.viz.retrieval_plots import plot_retrieval_strips, strip_row
 
 
@@ -50,3 +50,16 @@ def test_same_topk_warning_and_strip_hook():
     rows = [strip_row(img, "c0", gallery, ["c0"] * 5, [0, 1, 2]) for _ in range(3)]
     with pytest.warns(QueryIndependentWarning):
         plot_retrieval_strips(rows, title="collapsed")
+
+
+def test_query_dependence_tells_a_working_ranking_from_a_collapsed_one():
+    labels = ["a", "a", "b", "c"]
+    working = [[0, 1, 2], [1, 0, 3], [4, 5, 6], [7, 8, 9]]  # same class shares, other classes do not
+    r = query_dependence(working, labels, gallery_size=12)
+    assert r["query_dependent"] and r["distinct"] == 4 and r["k"] == 3
+    assert r["cross_overlap"] == 0.0 and r["random_overlap"] == 0.25
+    with pytest.warns(QueryIndependentWarning):
+        c = query_dependence([[0, 1, 2]] * 4, labels, gallery_size=12, where="test")
+    assert not c["query_dependent"] and c["distinct"] == 1 and c["cross_overlap"] == 1.0
+    with pytest.raises(ValueError, match="3 top-k rows for 4"):
+        query_dependence(working[:3], labels, 12)

@@ -8,18 +8,20 @@
 * :func:`check_query_dependent`: warns (:class:`QueryIndependentWarning`) when different queries
   get the same top-k list — a collapsed model whose retrieval strip or explorer panel shows the
   same photos for every sketch. Called by the strip plot and the explorer.
+* :func:`query_dependence`: the same question as numbers for a set of queries (distinct top-k
+  lists, the overlap of the lists of queries of different classes against random lists).
 """
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from .metrics import category_metrics
 
 __all__ = ["QueryIndependentWarning", "label_permutation_test", "binomial_p_value", "same_topk_fraction",
-           "check_query_dependent"]
+           "check_query_dependent", "query_dependence"]
 
 
 class QueryIndependentWarning(UserWarning):
@@ -87,3 +89,23 @@ def check_query_dependent(topk: Sequence[Sequence[int]], where: str = "", querie
                   f"results {list(rows[0])[:10]} -- the ranking does not depend on the query (collapsed or "
                   f"untrained model)", QueryIndependentWarning, stacklevel=2)
     return False
+
+
+def query_dependence(topk: Sequence[Sequence[int]], query_labels: Sequence, gallery_size: int,
+                     where: str = "") -> dict[str, Any]:
+    """How much the top-k lists of different queries differ (one row per query, distinct queries).
+
+    Returns ``n_queries``, ``k``, ``distinct`` (distinct lists), ``query_dependent`` (from
+    :func:`check_query_dependent`, which warns when every list is the same), ``cross_overlap`` (mean
+    share of top-k items two queries of DIFFERENT classes have in common) and ``random_overlap``
+    (the same expected for random lists, ``k / gallery_size``): a collapsed model has a cross
+    overlap near 1, a working one near or below the random value."""
+    rows = [tuple(int(i) for i in r) for r in topk]
+    if len(rows) != len(query_labels) or not rows:
+        raise ValueError(f"query_dependence: {len(rows)} top-k rows for {len(query_labels)} query labels")
+    k = len(rows[0])
+    pairs = [(a, b) for a in range(len(rows)) for b in range(a + 1, len(rows)) if query_labels[a] != query_labels[b]]
+    cross = sum(len(set(rows[a]) & set(rows[b])) for a, b in pairs) / (k * len(pairs)) if pairs else float("nan")
+    return {"n_queries": len(rows), "k": k, "distinct": len(set(rows)),
+            "query_dependent": check_query_dependent(rows, where=where), "cross_overlap": cross,
+            "random_overlap": k / gallery_size}

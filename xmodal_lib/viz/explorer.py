@@ -24,6 +24,7 @@ from ..devices import module_device
 from .explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
                              crossatnet_pair_figure, explain, explain_pair, pair_figure, xmodal_explain,
                              xmodal_pair_figure, zse_attention_figure, zse_explain, zse_pair_figure)
+from .layout import clear_titles
 from .retrieval_plots import plot_retrieval_strips, strip_row
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
     "xmodal_explain", "xmodal_pair_figure", "crossatnet_explain", "crossatnet_pair_figure", "explain_pair",
     "ExplorerGallery",
     "search_and_show", "strokes_to_array", "strokes_to_image", "sketch_image_to_tensor", "strokes_to_tensor",
-    "ExplorerCallbacks", "figure_png", "drawing_canvas", "build_explorer",
+    "ExplorerCallbacks", "clear_titles", "figure_png", "drawing_canvas", "build_explorer",
 ]
 
 
@@ -228,7 +229,7 @@ class ExplorerCallbacks:
         verdict = "" if lab is None else ("correct" if g.labels[j] == lab else "wrong")
         fig = explain_pair(g.method, g.explain_model or g.model, q, g.images[j], norm=g.norm)
         fig.text(0.01, 0.01, f"rank {self.rank + 1}: {g.labels[j]} {verdict}", fontsize=8)
-        return fig
+        return clear_titles(fig)
 
     def update(self):
         """(search figure, explanation figure) for the current state."""
