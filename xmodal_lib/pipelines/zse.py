@@ -282,6 +282,10 @@ def _fg_index(cfg: ZSEPipelineConfig, category: str, split: str) -> SBIRIndex:
     root = shared_data_dir()
     if root is None:
         raise DataError("qmul_v1 needs ../shared/data (absent)")
+    if not (root / "qmul_v1" / category).is_dir():
+        have = sorted(d.name for d in (root / "qmul_v1").iterdir() if d.is_dir()) if (root / "qmul_v1").is_dir() else []
+        raise DataError(f"FG_TRAIN_CATEGORY / FG_TEST_CATEGORY = {category!r}: no folder {root / 'qmul_v1' / category}; "
+                        f"with FG_KIND qmul_v1 the categories are its folder names {have}")
     return open_dataset("qmul_v1", root=root / "qmul_v1" / category, split=split, label=category)
 
 
