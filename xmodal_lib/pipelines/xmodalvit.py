@@ -10,7 +10,7 @@ official code (methods_spec.md §1.8) are implemented here and in the losses:
 3. evaluation ranks all test photos for every test sketch (``fg_accuracy``);
 4. the XAQC queue enqueues with wrap-around (``losses.xaqc``).
 
-Options that are **our additions** (off in :meth:`XModalViTConfig.paper`, on in the smoke preset,
+Options that are **our additions** (off in the paper profile, on in the smoke profile,
 each measured on the val split in the smoke setting): per-image input standardisation
 (``standardize_inputs``), colour views of the teacher's photos (``teacher_photo_aug``), student
 pooling other than [CLS] (``student_pool``), and the product-photo synthetic data (``synth_fg_*``).
