@@ -70,3 +70,50 @@ def test_default_data_root(monkeypatch, tmp_path):
         C.default_data_root("sketchy", None)
     (tmp_path / "sketchy_mini").mkdir()
     assert C.default_data_root("sketchy", None) == str(tmp_path / "sketchy_mini")
+
+
+def test_method_configs_are_the_notebooks_profile_values():
+    """The models trained here take notebooks 02/03/04's profile YAML (params.preset), then this
+    run's step budget with epochs=None (the budget alone sets the length), then the XMODAL_* fields."""
+    from xmodal_lib.params import preset
+
+    cfg = C.CompareConfig(profile="smoke", zse_steps=7, xmodal_patch_embed="hybrid_lite0", xmodal_image_size=96,
+                          xmodal_lr=3e-4)
+    z = C._method_config("04_zse_sbir", cfg, max_steps=cfg.zse_steps, epochs=None)
+    nb04 = preset("04_zse_sbir", "smoke")
+    assert z.model == nb04.model and z.model.patch_embed == "hybrid_lite0"
+    assert (z.epochs, z.max_steps, z.train_config().epochs, z.train_config().max_steps) == (None, 7, None, 7)
+    x = C._method_config("02_distillation", cfg, **C._xmodal_overrides(cfg))
+    assert (x.patch_embed, x.image_size, x.teacher.patch_size, x.student.patch_size) == ("hybrid_lite0", 96, 16, 16)
+    assert (x.teacher_lr, x.student_lr, x.standardize_inputs, x.teacher_photo_aug) == (3e-4, 3e-4, False, False)
+    plain = C._method_config("02_distillation", C.CompareConfig(), **C._xmodal_overrides(C.CompareConfig()))
+    assert plain.patch_embed == preset("02_distillation", "smoke").patch_embed == "pixels"
+    tiny = C.CompareConfig(profile="paper", scale_file="tests/fixtures/paper_tiny.yaml")
+    assert C._method_config("04_zse_sbir", tiny, epochs=None, max_steps=2).model.dim == 24  # scale file
+    assert C._method_config("02_distillation", tiny).teacher.depth == 1  # 01's section reaches 02
+
+
+def test_xmodal_fields_are_checked():
+    with pytest.raises(ValueError, match="XMODAL_PATCH_EMBED"):
+        C.CompareConfig(xmodal_patch_embed="cnn")
+    with pytest.raises(ValueError, match="XMODAL_IMAGE_SIZE"):
+        C.CompareConfig(xmodal_patch_embed="hybrid_lite0", xmodal_image_size=40)
+    with pytest.raises(ValueError, match="XMODAL_LR"):
+        C.CompareConfig(xmodal_lr=0.0)
+    assert C.CompareConfig(xmodal_image_size=40).xmodal_image_size == 40  # pixel patches: any size
+
+
+def test_xmodal_loader_standardises_files_and_drawings_alike(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (255, 255, 255)).save(tmp_path / "s.png")
+    im = Image.open(tmp_path / "s.png").copy()
+    im.paste((0, 0, 0), (10, 5, 14, 35))
+    im.save(tmp_path / "s.png")
+    rec = Record(tmp_path / "s.png", "sketch", "a", "0", "test")
+    loader = C._XModalLoader(32, normalize="half")
+    raw = loader.load(rec)
+    loader.standardize = True
+    x = loader(rec)
+    assert x.shape == raw.shape == (3, 32, 32)
+    assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-2 and not torch.allclose(x, raw)

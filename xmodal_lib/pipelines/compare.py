@@ -5,8 +5,9 @@ preprocessing and the query x gallery score matrix over the SAME records (unseen
 against unseen-class photos), so one metric engine call per method gives comparable numbers.
 
 Models come from ``artifacts_dir()`` when an earlier notebook saved them for the same dataset
-(``zse_zero_shot``, ``crossatnet_zero_shot``: ``save_weights`` files); otherwise a small model is
-trained here with the method's own pipeline functions, on the seen classes only.
+(``zse_zero_shot``, ``crossatnet_zero_shot``: ``save_weights`` files); otherwise it is trained here
+with the method's own pipeline functions, on the seen classes only, with the values of its
+notebook (02/03/04) under ``profile`` (``params.preset``: the profile YAML) and this run's steps.
 XModalViT is a fine-grained method: its zero-shot run here trains the fusion teacher and the
 students on instance pairs (sketch i drawn from photo i) of the SEEN classes, and is tested
 category-level on the unseen classes (our adaptation; the paper reports only fine-grained numbers).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..data.index import DataError, SBIRIndex
+from ..data.transforms import ImageLoader
 
 #: every metric convention of the engine shown in notebook 05 (see xmodal_lib.retrieval.metrics)
 ALL_METRICS = ("map_all_voc", "map_all", "map@200_voc", "map@200_strict", "map@200_lenient",
@@ -33,7 +35,7 @@ ALL_METRICS = ("map_all_voc", "map_all", "map@200_voc", "map@200_strict", "map@2
 class CompareConfig:
     """Parameters of notebook 05/06 (flat fields = notebook parameters)."""
 
-    profile: str = "smoke"           # "smoke" | "paper": model presets of the method pipelines
+    profile: str = "smoke"           # folder of notebooks/params/: the 02/03/04 presets of the models trained here
     dataset: str = "synthetic"       # open_dataset kind: "synthetic" | "sketchy" | "sake"
     data_root: str | None = None
     split: str | None = None         # "zeroshot1" (25 unseen), "zeroshot0" (21) ...
@@ -47,6 +49,9 @@ class CompareConfig:
     crossatnet_steps: int = 60
     xmodal_teacher_steps: int = 40
     xmodal_student_steps: int = 40
+    xmodal_patch_embed: str | None = None  # XModalViT tokens: None = notebook 02's | "pixels" | "hybrid_lite0" ...
+    xmodal_image_size: int | None = None   # XModalViT input size: None = notebook 02's (hybrid: a multiple of 16)
+    xmodal_lr: float | None = None         # XModalViT teacher and student learning rate: None = notebook 02's
     max_test_sketches: int | None = None  # subsample queries (every n-th) to bound CPU time
     scale_file: str | None = None  # YAML with notebook sections (01/02, 03, 04): their fields applied to models trained here
 
@@ -65,19 +70,16 @@ class CompareConfig:
         for n in ("zse_steps", "crossatnet_steps", "xmodal_teacher_steps", "xmodal_student_steps"):
             if int(getattr(self, n)) < 1:
                 raise ValueError(f"CompareConfig.{n}: expected >= 1, got {getattr(self, n)}")
+        from ..models.hybrid import PATCH_EMBEDS
 
-    @classmethod
-    def smoke(cls, **kw: Any) -> "CompareConfig":
-        """Embedded synthetic split, tiny models, a few dozen steps each (CPU, about a minute)."""
-        return cls(**kw)
-
-    @classmethod
-    def paper(cls, **kw: Any) -> "CompareConfig":
-        """Real split (pass data_root/split/setting); longer training when no artifact exists."""
-        base = dict(profile="paper", device="auto", zse_steps=20000, crossatnet_steps=20000, xmodal_teacher_steps=20000,
-                    xmodal_student_steps=20000, zse_rn=False)
-        base.update(kw)
-        return cls(**base)
+        if self.xmodal_patch_embed is not None and self.xmodal_patch_embed not in PATCH_EMBEDS:
+            raise ValueError(f"XMODAL_PATCH_EMBED: expected None or one of {PATCH_EMBEDS}, got {self.xmodal_patch_embed!r}")
+        if self.xmodal_lr is not None and not self.xmodal_lr > 0:
+            raise ValueError(f"XMODAL_LR: expected None or a positive number, got {self.xmodal_lr}")
+        hybrid = (self.xmodal_patch_embed or "pixels") != "pixels"
+        if self.xmodal_image_size is not None and (self.xmodal_image_size < 1 or hybrid and self.xmodal_image_size % 16):
+            raise ValueError(f"XMODAL_IMAGE_SIZE: expected None or a positive integer (a multiple of 16 with hybrid "
+                             f"tokens, the CNN's stride), got {self.xmodal_image_size}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -173,45 +175,44 @@ def _artifact(name: str, cfg: CompareConfig) -> Path | None:
     return p
 
 
-def _scaled(base: Any, cfg: CompareConfig, stems: tuple[str, ...]) -> Any:
-    """``base`` with the parameters of ``cfg.scale_file``'s notebook sections ``stems`` (upper-case
-    names, e.g. ``DIM``) that are fields of ``base``: how a CI run shrinks the models trained here
-    to the scale of its notebooks 01-04 (unchanged without a scale file)."""
-    if not cfg.scale_file:
-        return base
-    from ..runner import load_yaml_params
+def _method_config(stem: str, cfg: CompareConfig, **over: Any) -> Any:
+    """Notebook ``stem``'s config under ``cfg.profile`` (:func:`xmodal_lib.params.preset`: its
+    profile YAML, the values that notebook itself runs with), then the parameters of
+    ``cfg.scale_file``'s section for it (upper-case names, e.g. ``DIM``; for 02 the 01 section
+    first: how a CI run shrinks the models trained here to the scale of its notebooks 01-04), then
+    ``over`` (this run's seed, device, data and step budget). One :func:`~xmodal_lib.params.bind`:
+    every value is type- and range-checked, a key that is no parameter of ``stem`` is refused."""
+    from ..params import preset
+    from ..run_plan import load_yaml_params
 
-    data = load_yaml_params(Path(cfg.scale_file))
-    names = {f.name for f in fields(base)}
-    over: dict[str, Any] = {}
-    for stem in stems:
-        sec = data.get(stem) or data.get(stem[:2]) or {}
-        over.update({k.lower(): v for k, v in sec.items() if k.lower() in names})
-    return replace(base, **over)
+    scale: dict[str, Any] = {}
+    if cfg.scale_file:
+        data = load_yaml_params(Path(cfg.scale_file))
+        for sec in (("01_fusion_teacher", stem) if stem == "02_distillation" else (stem,)):
+            scale.update({k.lower(): v for k, v in (data.get(sec) or data.get(sec[:2]) or {}).items()})
+    return preset(stem, cfg.profile, **{**scale, **over})
 
 
 # --------------------------------------------------------------------------- ZSE-SBIR
 def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
     from ..checkpoint import load_weights, save_weights
-    from ..data.transforms import ImageLoader
     from ..models.zse import ZSESBIR
+    from ..params import from_dict
     from . import zse as Z
     from .zse_eval import build_cache, scores_ret, scores_rn
 
     art = _artifact("zse_zero_shot", cfg)
     if art is not None:
         stored = json.loads(art.with_name(art.name + ".json").read_text())["config"]
-        zc = Z.ZSEPipelineConfig(**{k: v for k, v in stored.get("zse", stored).items()
-                                    if k in {f.name for f in fields(Z.ZSEPipelineConfig)}})
-        model = ZSESBIR(_no_pretrained(zc.model_config()))
+        zc = from_dict(Z.ZSEPipelineConfig, stored.get("zse", stored))
+        model = ZSESBIR(_no_pretrained(zc.model))
         load_weights(model, art)
         source = f"artifact {art.name}"
     else:
-        over = dict(seed=cfg.seed, device=cfg.device, max_steps=cfg.zse_steps, epochs=10**6, val_classes=0,
-                    dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
-        zc = replace(_scaled(Z.ZSEPipelineConfig.smoke() if cfg.profile == "smoke" else Z.ZSEPipelineConfig.paper(),
-                             cfg, ("04_zse_sbir",)), **over)
+        zc = _method_config("04_zse_sbir", cfg, seed=cfg.seed, device=cfg.device, max_steps=cfg.zse_steps,
+                            epochs=None, val_classes=0, dataset=cfg.dataset, data_root=cfg.data_root,
+                            split=cfg.split)  # epochs=None: ZSE_STEPS alone sets the length
         t = time.perf_counter()
         model, res = Z.train_zse(zc, index.subset("train"), out_dir / "zse", desc="zse (05)")
         source = f"trained here: {res.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
@@ -220,7 +221,7 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
     model.to(dev).eval()
     sk, ph = Z.load_images(test.sketches, zc, "sketch"), Z.load_images(test.photos, zc, "photo")
     sc, pc = build_cache(model, sk, "sketch", zc.eval_batch), build_cache(model, ph, "photo", zc.eval_batch)
-    sl = ImageLoader(zc.img_size, normalize="half", sketch_crop=True)  # = pipelines.zse.load_images
+    sl = ImageLoader(zc.model.img_size, normalize="half", sketch_crop=True)  # = pipelines.zse.load_images
     runs = [MethodRun("zse_ret", "zse", model, model, sk, ph, scores_ret(sc, pc).float().cpu(), source,
                       sketch_loader=sl, norm="half")]
     if cfg.zse_rn:
@@ -242,10 +243,9 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
     from . import crossatnet as C
 
     art = _artifact(C.ARTIFACT, cfg)
-    base = _scaled(C.CrossATNetRunConfig.smoke() if cfg.profile == "smoke" else C.CrossATNetRunConfig.paper(),
-                   cfg, ("03_crossatnet_zero_shot",))
-    cc = replace(base, seed=cfg.seed, device=cfg.device, max_steps=cfg.crossatnet_steps, epochs=10**6,
-                 dataset=cfg.dataset, data_root=cfg.data_root, split=cfg.split)
+    cc = _method_config("03_crossatnet_zero_shot", cfg, seed=cfg.seed, device=cfg.device,
+                        max_steps=cfg.crossatnet_steps, epochs=None, dataset=cfg.dataset,
+                        data_root=cfg.data_root, split=cfg.split)  # epochs=None: CROSSATNET_STEPS sets the length
     if art is not None:
         net, cc = C.load_artifact(art)  # notebook 03's model (or an earlier run of this one)
         source = f"artifact {art.name}"
@@ -276,25 +276,21 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
 def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """XModalViT teacher + distilled students trained on instance pairs of the seen classes."""
     from ..checkpoint import load_weights, save_weights
-    from ..data.transforms import ImageLoader
+    from ..params import from_dict
     from . import xmodalvit as X
 
-    base = _scaled(X.XModalViTConfig.smoke() if cfg.profile == "smoke" else X.XModalViTConfig.paper("sketchy"),
-                   cfg, ("01_fusion_teacher", "02_distillation"))
-    xc = replace(base, seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
-                 student_max_steps=cfg.xmodal_student_steps)
-    loader = ImageLoader(xc.image_size, normalize="none", sketch_crop=False)
+    xc = _method_config("02_distillation", cfg, **_xmodal_overrides(cfg))
     art_t, art_s = _artifact("xmodalvit_zero_shot_teacher", cfg), _artifact("xmodalvit_zero_shot_students", cfg)
     if art_t is not None and art_s is not None:
         stored = json.loads(art_t.with_name(art_t.name + ".json").read_text())["config"]
-        xc = X.XModalViTConfig(**{**stored["xmodal"], "teacher_pretrained": False, "student_pretrained": False})
+        xc = from_dict(X.XModalViTConfig, stored["xmodal"], teacher_pretrained=False, student_pretrained=False)
         teacher = X.make_teacher(xc)
         load_weights(teacher, art_t)
         students = X.make_students(xc, teacher.embed_dim)
         load_weights(students, art_s)
         source = f"artifacts {art_t.name} + {art_s.name}"
     else:
-        train = X.index_to_tensors(index.subset("train"), loader, progress=False)
+        train = X.index_to_tensors(index.subset("train"), _XModalLoader.of(xc), progress=False)
         empty = train.select_photos([])
         data = X.XModalData(train, empty, empty, index.name)
         t = time.perf_counter()
@@ -309,10 +305,54 @@ def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir
     students.cpu().eval()
     from ..data import preload
 
+    loader = _XModalLoader.of(xc)
     sk, ph = preload(test.sketches, loader, "sketches", False), preload(test.photos, loader, "photos", False)
     q, g = X.embed(students.encode_sketch, sk), X.embed(students.encode_photo, ph)
     return [MethodRun("xmodalvit", "xmodalvit", students, teacher, sk, ph, (q @ g.T).float(), source,
-                      sketch_loader=loader, norm=loader.normalize)]
+                      sketch_loader=loader, norm=None if loader.standardize else loader.normalize,
+                      extra={"patch_embed": xc.patch_embed, "image_size": xc.image_size})]
+
+
+def _xmodal_overrides(cfg: CompareConfig) -> dict[str, Any]:
+    """This run's fields of XModalViT's config. ``XMODAL_PATCH_EMBED`` hybrid tokens imply, as in the
+    cpu profile of notebooks 01/02: patch 16 (the CNN's stride), no per-image standardisation (the
+    CNN normalises its own inputs) and no colour views of the teacher's photos (the frozen CNN's
+    features are cached once per image; a new view each step would recompute them)."""
+    over: dict[str, Any] = dict(seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
+                                student_max_steps=cfg.xmodal_student_steps)
+    if cfg.xmodal_patch_embed is not None:
+        over["patch_embed"] = cfg.xmodal_patch_embed
+        if cfg.xmodal_patch_embed != "pixels":
+            over.update(teacher_patch_size=16, student_patch_size=16, standardize_inputs=False, teacher_photo_aug=False)
+    if cfg.xmodal_image_size is not None:
+        over["image_size"] = cfg.xmodal_image_size
+    if cfg.xmodal_lr is not None:
+        over.update(teacher_lr=cfg.xmodal_lr, student_lr=cfg.xmodal_lr)
+    return over
+
+
+class _XModalLoader(ImageLoader):
+    """XModalViT's loader with its optional per-image standardisation (``standardize_inputs``)
+    applied to every loaded image, so files and explorer drawings are preprocessed alike."""
+
+    standardize = False
+
+    @classmethod
+    def of(cls, xc: Any) -> "_XModalLoader":
+        """The loader of notebooks 01/02 for XModalViT config ``xc`` (size, normalisation, standardisation)."""
+        loader = cls(xc.image_size, normalize=xc.input_norm, sketch_crop=False)
+        loader.standardize = bool(xc.standardize_inputs)
+        return loader
+
+    def load(self, record: Any, seed: int | None = None) -> Tensor:
+        x = super().load(record, seed)
+        if not self.standardize:
+            return x
+        from .xmodalvit_data import standardize_images
+
+        return standardize_images(x[None])[0]  # (3, H, W)
+
+    __call__ = load
 
 
 RUNNERS = {"zse": run_zse, "crossatnet": run_crossatnet, "xmodalvit": run_xmodalvit}
