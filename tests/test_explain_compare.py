@@ -117,3 +117,15 @@ def test_xmodal_loader_standardises_files_and_drawings_alike(tmp_path):
     x = loader(rec)
     assert x.shape == raw.shape == (3, 32, 32)
     assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-2 and not torch.allclose(x, raw)
+
+
+def test_paper_sketchy_xmodalvit_takes_the_papers_sketchy_recipe():
+    from xmodal_lib.pipelines.xmodalvit_config import PAPER_DATASETS
+
+    cfg = C.CompareConfig(profile="paper", dataset="sketchy", data_root="unused")
+    xc = C._method_config("02_distillation", cfg, **C._xmodal_overrides(cfg))
+    sk = PAPER_DATASETS["sketchy"]
+    assert (xc.student.backbone, xc.teacher_queue, xc.student_queue) == (
+        sk["student_backbone"], sk["teacher_queue"], sk["student_queue"])
+    smoke = C._method_config("02_distillation", C.CompareConfig(), **C._xmodal_overrides(C.CompareConfig()))
+    assert smoke.student.backbone != sk["student_backbone"]
