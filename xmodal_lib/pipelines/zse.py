@@ -217,7 +217,8 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
 @torch.no_grad()
 def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineConfig,
                        modes: tuple[str, ...] = ("ret", "rn", "rn_rerank"), curve: bool = True) -> dict[str, Any]:
-    """Category metrics of the three retrieval modes on ``test_index`` (+ mAP vs rerank k, timings)."""
+    """Category metrics of the three retrieval modes on ``test_index`` (+ mAP vs rerank k, timings, and
+    ``scores``: each mode's query x gallery score matrix, larger = more similar)."""
     dev = resolve_device(cfg.device)
     model.to(dev).eval()
     sk = load_images(test_index.sketches, cfg, "sketch")
@@ -243,7 +244,8 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
             raise ValueError(f"retrieval mode must be one of ('ret', 'rn', 'rn_rerank'), got {mode!r}")
         timing[f"{mode}_s"] = time.perf_counter() - t
     out: dict[str, Any] = {"metrics": evaluate_category(scores, ql, gl, cfg.metrics), "timing": timing,
-                           "n_queries": len(ql), "n_gallery": len(gl), "rerank_k": cfg.rerank_k, "skipped": skipped}
+                           "n_queries": len(ql), "n_gallery": len(gl), "rerank_k": cfg.rerank_k, "skipped": skipped,
+                           "scores": {m: s.float().cpu() for m, s in scores.items()}}  # (Q, G) per mode: significance tests reuse them
     if curve:
         out["rerank_curve"] = rerank_curve(model, sc, pc, cfg.rerank_ks, ql, gl, cfg.metrics)
     return out
