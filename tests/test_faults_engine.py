@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 from test_train import CFG, Queue, ToyData, make_model, make_step, run  # noqa: E402
 from xmodal_lib import cli, runner
 from xmodal_lib.checkpoint import load_tensors, save_tensors, save_weights
-from xmodal_lib.train import TrainConfig, fit, list_checkpoints
+from xmodal_lib.train import FitOptions, TrainConfig, fit, list_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def _fit(out: Path, model: nn.Module | None = None, fail_at: int | None = None, 
             raise KeyboardInterrupt("simulated kill")
         return inner(m, batch)
 
-    extra = {} if allow_changed_setup is None else {"allow_changed_setup": allow_changed_setup}
+    extra = {} if allow_changed_setup is None else {"options": FitOptions(allow_changed_setup=allow_changed_setup)}
     res = fit(model, step, ToyData(), TrainConfig(**{**CFG, **over}), out, state_modules={"queue": queue},
               resume=resume, progress=False, config={"name": "toy"}, **extra)
     return model, calls[0], res
@@ -94,19 +94,16 @@ def test_resume_changed_setup_when_allowed_warns_and_applies_the_new_lr(tmp_path
 
 
 def test_cli_resume_changed_flag_reaches_fit(tmp_path: Path, monkeypatch) -> None:
-    from xmodal_lib import train as T
-
     seen = {}
 
-    def fake(args, cfg, out, progress):
-        seen["allow"], seen["resume"] = T._RESUME_POLICY["allow_changed_setup"], args.resume
+    def fake(args, cfg, out, progress, options):
+        seen["allow"], seen["resume"], seen["loop"] = options.allow_changed_setup, args.resume, options.loop
         raise SystemExit(0)
 
     monkeypatch.setattr(cli, "_train_method", fake)
     with pytest.raises(SystemExit):
-        cli.main(["train", "crossatnet", "--out", str(tmp_path / "o"), "--resume-changed"])
-    assert seen == {"allow": True, "resume": True}
-    assert T._RESUME_POLICY["allow_changed_setup"] is False
+        cli.main(["train", "crossatnet", "--out", str(tmp_path / "o"), "--resume-changed", "--loop", "keep_last=1"])
+    assert seen == {"allow": True, "resume": True, "loop": {"keep_last": 1}}
 
 
 def test_cli_resume_with_a_changed_setup_is_refused_before_any_data(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -77,11 +77,11 @@ CFG = dict(epochs=3, batch_size=8, lr=1e-2, optimizer="adamw", schedule="cosine"
            ckpt_every=2, seed=7, device="cpu")
 
 
-def run(tmp: Path, fail_at: int | None = None, resume: bool = False, **over):
+def run(tmp: Path, fail_at: int | None = None, resume: bool = False, options=None, **over):
     model, queue = make_model(), Queue()
     cfg = TrainConfig(**{**CFG, **over})
     res = fit(model, make_step(queue, fail_at, [0]), ToyData(), cfg, tmp, state_modules={"queue": queue},
-              resume=resume, progress=False, config={"name": "toy"})
+              resume=resume, progress=False, config={"name": "toy"}, options=options)
     return model, queue, res
 
 
@@ -264,18 +264,16 @@ def test_channels_last_model_and_inputs(tmp_path: Path) -> None:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_loop_overrides_apply_inside_the_block_only(tmp_path: Path) -> None:
-    from xmodal_lib.train import loop_overrides
+def test_fit_options_loop_fields_reach_that_fit_only(tmp_path: Path) -> None:
+    from xmodal_lib.train import FitOptions
 
-    with loop_overrides(keep_last=1, ckpt_every=3):
-        run(tmp_path / "a")
+    run(tmp_path / "a", options=FitOptions(loop={"keep_last": 1, "ckpt_every": 3}))
     run(tmp_path / "b")
     assert len(list_checkpoints(tmp_path / "a")) == 1 and len(list_checkpoints(tmp_path / "b")) == 2
     _, meta = load_tensors(list_checkpoints(tmp_path / "a")[-1])
     assert meta["train_config"]["ckpt_every"] == 3
-    with pytest.raises(ValueError, match="not loop fields"):
-        with loop_overrides(lr=1.0):
-            pass
+    with pytest.raises(ValueError, match="not training-loop fields"):
+        FitOptions(loop={"lr": 1.0})
 
 
 def test_progress_bar_redraws_are_throttled(tmp_path: Path, monkeypatch) -> None:

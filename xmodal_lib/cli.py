@@ -206,8 +206,9 @@ def _rank0_first(fn: Callable[[], Any]) -> Any:
     return fn()
 
 
-def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool):
-    """Run the method's pipeline training; returns ``(TrainResult, artefact path or None, evaluate())``."""
+def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool, options: Any):
+    """Run the method's pipeline training with ``options`` (:class:`~xmodal_lib.train.FitOptions`:
+    ``--loop`` fields, ``--resume-changed``); returns ``(TrainResult, artefact path or None, evaluate())``."""
     from . import distributed as D
     from .checkpoint import save_weights
 
@@ -217,7 +218,7 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool)
 
         data = _rank0_first(lambda: xv.load_data(cfg, progress=progress))
         if args.method == "xmodalvit-teacher":
-            teacher, res = xv.train_teacher(cfg, data, out, resume=args.resume, progress=progress)
+            teacher, res = xv.train_teacher(cfg, data, out, resume=args.resume, progress=progress, options=options)
             path = xv.save_teacher(teacher, cfg) if main else None
             return res, path, lambda: xv.teacher_pair_retrieval(teacher, data.test)
         if args.method == "xmodalvit-students":
@@ -226,23 +227,24 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool)
                 where = args.teacher or xv.teacher_path()
                 raise ValueError(f"--teacher: no teacher weights at {where}; run `xmodal train xmodalvit-teacher` first")
             students, res = xv.distil_students(cfg, data, loaded[0], relational=True, out_dir=out,
-                                               resume=args.resume, progress=progress)
+                                               resume=args.resume, progress=progress, options=options)
         else:
-            students, res = xv.train_triplet_baseline(cfg, data, out_dir=out, resume=args.resume, progress=progress)
+            students, res = xv.train_triplet_baseline(cfg, data, out_dir=out, resume=args.resume, progress=progress,
+                                                      options=options)
         path = save_weights(students, out / "students", config=cfg.to_dict()) if main else None
         return res, path, lambda: xv.evaluate(students, data.test, cfg.eval_metric, cfg.eval_batch_size)
     if args.method == "crossatnet":
         from .pipelines import crossatnet as cat
 
         index = _rank0_first(lambda: cat.load_index(cfg))
-        trained = cat.train(cfg, index.subset("train"), out, progress=progress, resume=args.resume)
+        trained = cat.train(cfg, index.subset("train"), out, progress=progress, resume=args.resume, options=options)
         path = cat.save_artifact(trained.net, cfg) if main else None
         return trained.result, path, lambda: cat.evaluate(
             trained.net, cat.embed_test(trained.net, index.subset("test"), cfg), cfg.metrics)
     from .pipelines import zse
 
     index = _rank0_first(lambda: zse.load_index(cfg))
-    model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress)
+    model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress, options=options)
     path = save_weights(model, out / "zse_model", config={"zse": cfg.to_dict()}) if main else None
     return res, path, lambda: zse.evaluate_zero_shot(model, index.of_classes(index.unseen), cfg, curve=False)["metrics"]
 
@@ -253,12 +255,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from . import distributed as D
     from .paths import runs_dir
     from .checkpoint import ensure_writable_dir
-    from .train import LOOP_FIELDS, allow_changed_setup, loop_overrides
+    from .train import FitOptions
 
-    params, loop = _parse_kv(args.param, "-p"), _parse_kv(args.loop, "--loop")
-    bad = sorted(set(loop) - set(LOOP_FIELDS))
-    if bad:
-        raise ValueError(f"--loop {bad}: not training-loop fields; expected some of {list(LOOP_FIELDS)}")
+    params = _parse_kv(args.param, "-p")
+    options = FitOptions(loop=_parse_kv(args.loop, "--loop"), allow_changed_setup=args.resume_changed)
     cfg = _make_config(args.method, args.profile, args.dataset, params)
     owned = not (D.dist.is_available() and D.dist.is_initialized())
     device = D.setup(args.backend, device=str(cfg.device))
@@ -273,8 +273,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         precheck(out, cfg.to_dict())
     progress = not args.no_progress and D.is_main_process()
-    with loop_overrides(**loop), allow_changed_setup(args.resume_changed):
-        res, path, evaluate = _train_method(args, cfg, out, progress)
+    res, path, evaluate = _train_method(args, cfg, out, progress, options)
     main = D.is_main_process()
     if owned:
         D.cleanup()

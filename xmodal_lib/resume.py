@@ -7,7 +7,7 @@
   the training state) is skipped with a warning naming it, and the previous one is tried.
 * The stored setup (``TrainConfig`` and the method's config) is compared with the current one;
   a difference (e.g. ``batch_size`` or ``lr``) raises :class:`~xmodal_lib.errors.ResumeMismatchError`
-  naming the fields, unless the caller allows it explicitly (``allow_changed_setup=True``, CLI
+  naming the fields, unless the caller allows it explicitly (``FitOptions(allow_changed_setup=True)``, CLI
   ``--resume-changed``), in which case a warning names them and the new ``lr``/``weight_decay``
   take effect. Fields that do not change the numbers (loader, checkpoint cadence, device, ...)
   are not compared (:data:`RUNTIME_FIELDS`), nor the run's length unless the schedule is cosine
@@ -125,7 +125,7 @@ def choose_checkpoint(stems: list[Path], model: nn.Module, state_modules: dict[s
         if diffs and not allow_changed_setup:
             raise ResumeMismatchError(
                 f"resume from {stem}: the setup changed ({'; '.join(diffs)}); resume with the stored "
-                f"settings, use a new output folder, or allow it explicitly (fit(allow_changed_setup=True), "
+                f"settings, use a new output folder, or allow it explicitly (fit(options=FitOptions(allow_changed_setup=True)), "
                 f"CLI --resume-changed)")
         if diffs:
             warnings.warn(f"resume from {stem} with a changed setup (allowed): {'; '.join(diffs)}", stacklevel=3)

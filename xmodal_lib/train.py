@@ -20,14 +20,13 @@ saving so all ranks hold the same model.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -121,38 +120,28 @@ class TrainConfig:
 
 LOOP_FIELDS = ("num_workers", "pin_memory", "prefetch_factor", "persistent_workers", "compile", "channels_last",
                "sync_batchnorm", "find_unused_parameters", "profile_timing", "precision", "ckpt_every", "keep_last")
-_OVERRIDES: dict[str, Any] = {}
 
 
-@contextlib.contextmanager
-def loop_overrides(**kw: Any) -> Iterator[None]:
-    """Apply run-time fields (:data:`LOOP_FIELDS`: loader, compile, DDP flags...) to every :func:`fit`
-    inside the block, on top of the TrainConfig a pipeline builds (the CLI's ``--loop KEY=VALUE``)."""
-    bad = sorted(set(kw) - set(LOOP_FIELDS))
-    if bad:
-        raise ValueError(f"loop_overrides: {bad} are not loop fields; expected some of {list(LOOP_FIELDS)}")
-    old = dict(_OVERRIDES)
-    _OVERRIDES.update(kw)
-    try:
-        yield
-    finally:
-        _OVERRIDES.clear()
-        _OVERRIDES.update(old)
+@dataclass(frozen=True)
+class FitOptions:
+    """How a training run is carried out, beside what it trains (the CLI's ``--loop KEY=VALUE`` and
+    ``--resume-changed``), passed explicitly from the caller through the pipeline to :func:`fit`.
 
+    ``loop``: :data:`LOOP_FIELDS` of the :class:`TrainConfig` a pipeline builds, replaced at run time
+    (loader workers, compile, DDP flags, checkpoint cadence); ``allow_changed_setup``: resume even when
+    the setup changed (a warning names the fields; the new ``lr``/``weight_decay`` apply)."""
 
-_RESUME_POLICY: dict[str, bool] = {"allow_changed_setup": False}
+    loop: dict[str, Any] = field(default_factory=dict)
+    allow_changed_setup: bool = False
 
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.loop) - set(LOOP_FIELDS))
+        if bad:
+            raise ValueError(f"--loop {bad}: not training-loop fields; expected some of {list(LOOP_FIELDS)}")
 
-@contextlib.contextmanager
-def allow_changed_setup(allow: bool = True) -> Iterator[None]:
-    """Inside the block every resuming :func:`fit` accepts a setup that differs from its checkpoint's
-    (warning with the differing fields) instead of refusing it (the CLI's ``--resume-changed``)."""
-    old = _RESUME_POLICY["allow_changed_setup"]
-    _RESUME_POLICY["allow_changed_setup"] = allow
-    try:
-        yield
-    finally:
-        _RESUME_POLICY["allow_changed_setup"] = old
+    def apply(self, cfg: "TrainConfig") -> "TrainConfig":
+        """``cfg`` with the loop fields replaced (validated by TrainConfig's own checks)."""
+        return replace(cfg, **self.loop) if self.loop else cfg
 
 
 @dataclass
@@ -339,7 +328,7 @@ def fit(
     config: dict[str, Any] | None = None,
     desc: str = "train",
     progress: bool = True,
-    allow_changed_setup: bool | None = None,
+    options: FitOptions | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``step_fn`` over ``dataset`` and return the history.
 
@@ -360,8 +349,7 @@ def fit(
             that differs from this call's raises ``ResumeMismatchError`` naming the fields
             (:mod:`xmodal_lib.resume`).
         config: the method's config, stored in every checkpoint's JSON.
-        allow_changed_setup: resume even when the setup changed (the new ``lr``/``weight_decay``
-            apply); ``None``: as set by :func:`allow_changed_setup` (default: refuse).
+        options: :class:`FitOptions` (run-time loop fields, resuming a changed setup); default none.
 
     The checkpoint folder is created and proven writable before anything else happens, and stale
     temp files or half-written checkpoints of a killed run are removed from it.
@@ -369,8 +357,7 @@ def fit(
     from .train_loop import run, setup  # the body in parts (train_loop imports this module)
 
     r = setup(model, step_fn, dataset, cfg, out_dir, collate_fn=collate_fn, params=params,
-              state_modules=state_modules, resume=resume, config=config, desc=desc,
-              allow_changed_setup=allow_changed_setup)
+              state_modules=state_modules, resume=resume, config=config, desc=desc, options=options)
     return run(r, val_fn, progress)
 
 

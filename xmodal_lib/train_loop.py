@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
@@ -25,7 +25,7 @@ from . import distributed as D
 from .checkpoint import optimizer_to_flat, save_tensors
 from .devices import resolve_device
 from .loader import EpochSampler, make_loader, to_device
-from .train import (_OVERRIDES, _RESUME_POLICY, NonFiniteLossError, TrainConfig, TrainResult, _check_all_used,
+from .train import (FitOptions, NonFiniteLossError, TrainConfig, TrainResult, _check_all_used,
                     _lr_lambda, _make_optimizer, _prepare_checkpoint_dir, _restore, _rng_state, list_checkpoints,
                     seed_everything)
 
@@ -119,10 +119,10 @@ def setup(model: nn.Module, step_fn: Callable[[nn.Module, Any], dict[str, Tensor
           cfg: TrainConfig, out_dir: str | Path, *, collate_fn: Callable | None = None,
           params: Iterable[nn.Parameter] | None = None, state_modules: dict[str, nn.Module] | None = None,
           resume: bool = False, config: dict[str, Any] | None = None, desc: str = "train",
-          allow_changed_setup: bool | None = None) -> FitRun:
+          options: FitOptions | None = None) -> FitRun:
     """Everything before the first step: checkpoint folder, device, model, optimiser, data, resume."""
-    if _OVERRIDES:
-        cfg = replace(cfg, **_OVERRIDES)
+    options = options or FitOptions()
+    cfg = options.apply(cfg)
     out_dir = Path(out_dir)
     world, main = D.world_size(), D.is_main_process()
     if main:
@@ -149,8 +149,8 @@ def setup(model: nn.Module, step_fn: Callable[[nn.Module, Any], dict[str, Tensor
                   meta_base={"train_config": asdict(cfg), "config": config or {}}, result=TrainResult(world_size=world),
                   check_unused=D.is_distributed() and not cfg.find_unused_parameters)
     if resume:
-        allow = _RESUME_POLICY["allow_changed_setup"] if allow_changed_setup is None else allow_changed_setup
-        restored = _restore(model, state_modules, opt, sched, cfg, config or {}, device, out_dir, allow)
+        restored = _restore(model, state_modules, opt, sched, cfg, config or {}, device, out_dir,
+                            options.allow_changed_setup)
         if restored is not None:
             run_.result.last_checkpoint, meta = restored
             run_.step, run_.epoch, run_.start_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]

@@ -33,6 +33,7 @@ from ..retrieval.codes import hamming_distance, pack_bits
 from ..retrieval.ties import tie_robust_metrics
 from ..retrieval.metrics import category_metrics
 from ..semantics import EmbedFn, make_embedder
+from ..train import FitOptions
 from .crossatnet_config import SKETCHY21_METRICS, CrossATNetRunConfig  # noqa: F401 (re-exported)
 from .crossatnet_data import PairDataset, check_seen_only, image_loaders, load_images, load_index
 
@@ -149,7 +150,7 @@ class TrainedCrossATNet:
 
 def train(cfg: CrossATNetRunConfig, train_index: SBIRIndex, out_dir: str | Path,
           embed_fn: EmbedFn | None = None, progress: bool = True, resume: bool = False,
-          images: tuple[Tensor, Tensor] | None = None) -> TrainedCrossATNet:
+          images: tuple[Tensor, Tensor] | None = None, options: FitOptions | None = None) -> TrainedCrossATNet:
     """Train CrossATNet on the seen classes of ``train_index`` (= ``index.subset("train")``).
 
     ``embed_fn`` maps class names to vectors (default from ``cfg.semantics``); it is only ever
@@ -182,7 +183,7 @@ def train(cfg: CrossATNetRunConfig, train_index: SBIRIndex, out_dir: str | Path,
     torch.manual_seed(cfg.seed)
     tr = CrossATNetTrainer(CrossATNet(cfg.model), graph, cfg)
     res = fit(tr, crossatnet_step, data, cfg.train_config(), out_dir, config=cfg.to_dict(),
-              desc="crossatnet", progress=progress, resume=resume)
+              desc="crossatnet", progress=progress, resume=resume, options=options)
     tr.eval()
     return TrainedCrossATNet(tr, graph, res, seen, load_s)
 

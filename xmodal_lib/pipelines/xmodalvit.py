@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..distributed import gather_cat, gather_cat_nograd
 from ..losses.rkd import rkd_angle, rkd_distance
+from ..train import FitOptions
 from ..losses.triplet import batch_all_triplet
 from ..losses.xaqc import XAQC
 from ..devices import module_device
@@ -149,7 +150,7 @@ def teacher_step(xaqc: XAQC, photo_aug: bool = False) -> Callable[[nn.Module, An
 
 
 def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | None = None,
-                  resume: bool = False, progress: bool = True):
+                  resume: bool = False, progress: bool = True, options: FitOptions | None = None):
     """Train the fusion teacher; returns ``(teacher, TrainResult)``. Validation = pair retrieval on val."""
     from ..train import fit
 
@@ -160,7 +161,7 @@ def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | 
     res = fit(teacher, teacher_step(xaqc, cfg.teacher_photo_aug), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),
               cfg.train_config("teacher"), out_dir or _default_out("teacher"), val_fn=val_fn,
               state_modules={"xaqc": xaqc}, resume=resume, config=cfg.to_dict(), desc="teacher",
-              progress=progress)
+              progress=progress, options=options)
     return teacher, res
 
 
@@ -239,7 +240,8 @@ def student_step(teacher: XModalTeacher, xaqc_p: XAQC, xaqc_s: XAQC, relational:
 
 
 def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeacher, relational: bool = True,
-                    out_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
+                    out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+                    options: FitOptions | None = None):
     """Distil photo + sketch students from the frozen ``teacher``; returns ``(StudentPair, TrainResult)``."""
     from ..devices import resolve_device
     from ..train import fit
@@ -253,7 +255,8 @@ def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeach
     res = fit(students, student_step(teacher, xp, xs, relational, cfg.sketch_target, cfg.angle_chunk),
               TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size), cfg.train_config("student"),
               out_dir or _default_out(name), val_fn=_val_fn(cfg, data), state_modules={"xaqc_p": xp, "xaqc_s": xs},
-              resume=resume, config={**cfg.to_dict(), "relational": relational}, desc=name, progress=progress)
+              resume=resume, config={**cfg.to_dict(), "relational": relational}, desc=name, progress=progress,
+              options=options)
     return students, res
 
 
@@ -278,7 +281,8 @@ def triplet_step(margin: float):
 
 
 def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int | None = None,
-                           out_dir: str | Path | None = None, resume: bool = False, progress: bool = True):
+                           out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+                           options: FitOptions | None = None):
     """The same student pair trained with a triplet loss and no teacher; returns ``(StudentPair, TrainResult)``."""
     from ..train import fit
 
@@ -286,7 +290,8 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
     students = make_students(cfg, dim, normalize=True)
     res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),
               cfg.train_config("baseline"), out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
-              resume=resume, config={**cfg.to_dict(), "method": "triplet"}, desc="triplet", progress=progress)
+              resume=resume, config={**cfg.to_dict(), "method": "triplet"}, desc="triplet", progress=progress,
+              options=options)
     return students, res
 
 

@@ -35,7 +35,7 @@ from ..models.zse import ZSEConfig, ZSESBIR
 from ..params import nested, to_dict
 from ..retrieval.metrics import category_metrics
 from ..devices import resolve_device
-from ..train import TrainConfig, TrainResult, fit
+from ..train import FitOptions, TrainConfig, TrainResult, fit
 from .zse_data import ZSEBatchDataset
 from .zse_eval import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
                        scores_rn_rerank, scores_ret)
@@ -169,7 +169,7 @@ def _holdout(classes: list[str], n: int, seed: int) -> tuple[list[str], list[str
 def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Path, group: str = "label",
               val_index: SBIRIndex | None = None, model: ZSESBIR | None = None,
               items: int | None = None, desc: str = "zse", resume: bool = False,
-              progress: bool = False) -> tuple[ZSESBIR, TrainResult]:
+              progress: bool = False, options: FitOptions | None = None) -> tuple[ZSESBIR, TrainResult]:
     """Train on ``train_index`` (groups = "label" or "instance"); select the best epoch on ``val_index``.
 
     Validation = ``ret`` mAP@all on ``val_index`` (held-out seen classes); the weights of the best
@@ -204,10 +204,10 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
         model.sa.keep_rate = 1.0
         fit(model, zse_step, ds, replace(cfg.train_config(), epochs=cfg.ts_warmup_epochs, max_steps=None),
             Path(out_dir) / "ts_warmup", resume=resume, config={"zse": cfg.to_dict(), "stage": "ts_warmup"},
-            desc=f"{desc} warm-up", progress=progress)
+            desc=f"{desc} warm-up", progress=progress, options=options)
         model.sa.keep_rate = cfg.model.keep_rate
     res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn, resume=resume,
-              config={"zse": cfg.to_dict()}, desc=desc, progress=progress)
+              config={"zse": cfg.to_dict()}, desc=desc, progress=progress, options=options)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
@@ -252,8 +252,8 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
 
 
 def train_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex | None = None,
-                    desc: str = "zse-zs", resume: bool = False,
-                    progress: bool = False) -> tuple[ZSESBIR, TrainResult, list[str], list[str]]:
+                    desc: str = "zse-zs", resume: bool = False, progress: bool = False,
+                    options: FitOptions | None = None) -> tuple[ZSESBIR, TrainResult, list[str], list[str]]:
     """The training half of :func:`run_zero_shot`: ``(model, result, train_classes, val_classes)``."""
     index = index or load_index(cfg)
     if not index.unseen:
@@ -262,7 +262,7 @@ def train_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRInde
     train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.seed)
     model, res = train_zse(cfg, index.of_classes(train_cls), out_dir,
                            val_index=index.of_classes(val_cls) if val_cls else None, desc=desc,
-                           resume=resume, progress=progress)
+                           resume=resume, progress=progress, options=options)
     return model, res, train_cls, val_cls
 
 
