@@ -45,8 +45,8 @@ def _add_reproduce(sub: Any) -> None:
         ),
     )
     rp.add_argument("--profile", default="smoke",
-                    help="smoke (CPU, embedded data, minutes) or paper (GPU, real data); "
-                         "= notebooks/params/<profile>/<stem>.yaml")
+                    help="smoke (CPU, embedded data, minutes), cpu (CPU, the small real datasets of ../shared/data, "
+                         "<= 15 min a notebook) or paper (GPU, real data); = notebooks/params/<profile>/<stem>.yaml")
     rp.add_argument("--only", default=None,
                     help="comma-separated notebook numbers or stems, e.g. 00,02")
     rp.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -77,8 +77,9 @@ def _add_train(sub: Any) -> None:
     )
     tr.add_argument("method", choices=TRAIN_METHODS,
                     help="xmodalvit-teacher | xmodalvit-students | xmodalvit-baseline | crossatnet | zse")
-    tr.add_argument("--profile", default="smoke", choices=("smoke", "paper"),
-                    help="the preset: the method notebook's notebooks/params/<profile>/<stem>.yaml")
+    tr.add_argument("--profile", default="smoke",
+                    help="the preset: the method notebook's notebooks/params/<profile>/<stem>.yaml (smoke, cpu, "
+                         "paper: the folders of notebooks/params/; an unknown one is refused naming them)")
     tr.add_argument("--dataset", default=None,
                     help="--profile paper on another paper dataset, the method's PAPER_DATASETS (xmodalvit: "
                          "shoev2/chairv2/sketchy; crossatnet: sketchy/sketchy21/tuberlin; zse: "
