@@ -50,15 +50,20 @@ def test_evaluate_runs_uses_engine_on_same_split():
 
 
 def test_artifact_only_for_same_dataset(tmp_path, monkeypatch):
+    from torch import nn
+
+    from xmodal_lib.artifacts import save_model
+    from xmodal_lib.params import preset
+
     monkeypatch.setenv("XMODAL_ARTIFACTS", str(tmp_path))
-    (tmp_path / "m.safetensors").write_bytes(b"")
-    (tmp_path / "m.json").write_text(json.dumps({"config": {"dataset": "synthetic", "split": None}}))
+    save_model(nn.Linear(2, 2), tmp_path / "m", preset("04_zse_sbir", "smoke"))  # the config's own dataset
     assert C._artifact("m", C.CompareConfig()) == tmp_path / "m"
     assert C._artifact("m", C.CompareConfig(use_artifacts=False)) is None
     assert C._artifact("m", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is None
-    (tmp_path / "z.safetensors").write_bytes(b"")
-    (tmp_path / "z.json").write_text(json.dumps({"config": {"zse": {"dataset": "sketchy", "split": "zeroshot1"}}}))
+    xc = preset("02_distillation", "smoke")  # names its fine-grained data: the info says what 05 trained on
+    save_model(nn.Linear(2, 2), tmp_path / "z", xc, dataset="sketchy", split="zeroshot1")
     assert C._artifact("z", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is not None
+    assert C._artifact("z", C.CompareConfig()) is None
     assert C._artifact("absent", C.CompareConfig()) is None
 
 

@@ -211,7 +211,7 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
     """Run the method's pipeline training with ``options`` (:class:`~xmodal_lib.train.FitOptions`:
     ``--loop`` fields, ``--resume-changed``); returns ``(TrainResult, artefact path or None, evaluate())``."""
     from . import distributed as D
-    from .checkpoint import save_weights
+    from .artifacts import save_model
 
     main = D.is_main_process()
     if args.method.startswith("xmodalvit"):
@@ -232,7 +232,7 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
         else:
             students, res = xv.train_triplet_baseline(cfg, data, out_dir=out, resume=args.resume, progress=progress,
                                                       options=options)
-        path = save_weights(students, out / "students", config=cfg.to_dict()) if main else None
+        path = save_model(students, out / "students", cfg) if main else None
         return res, path, lambda: xv.evaluate(students, data.test, cfg.eval_metric, cfg.eval_batch_size)
     if args.method == "crossatnet":
         from .pipelines import crossatnet as cat
@@ -246,7 +246,7 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
 
     index = _rank0_first(lambda: zse.load_index(cfg))
     model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress, options=options)
-    path = save_weights(model, out / "zse_model", config={"zse": cfg.to_dict()}) if main else None
+    path = save_model(model, out / "zse_model", cfg) if main else None
     return res, path, lambda: zse.evaluate_zero_shot(model, index.of_classes(index.unseen), cfg, curve=False)["metrics"]
 
 

@@ -5,7 +5,7 @@ preprocessing and the query x gallery score matrix over the SAME records (unseen
 against unseen-class photos), so one metric engine call per method gives comparable numbers.
 
 Models come from ``artifacts_dir()`` when an earlier notebook saved them for the same dataset
-(``zse_zero_shot``, ``crossatnet_zero_shot``: ``save_weights`` files); otherwise it is trained here
+(``zse_zero_shot``, ``crossatnet_zero_shot``: :mod:`xmodal_lib.artifacts` files); otherwise it is trained here
 with the method's own pipeline functions, on the seen classes only, with the values of its
 notebook (02/03/04) under ``profile`` (``params.preset``: the profile YAML) and this run's steps.
 XModalViT is a fine-grained method: its zero-shot run here trains the fusion teacher and the
@@ -14,7 +14,6 @@ category-level on the unseen classes (our adaptation; the paper reports only fin
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,18 +160,15 @@ def _artifacts() -> Path:
 
 
 def _artifact(name: str, cfg: CompareConfig) -> Path | None:
-    """``artifacts_dir()/<name>`` if its weights exist and were trained on ``cfg.dataset``."""
-    from ..paths import artifacts_dir
+    """``artifacts_dir()/<name>`` if it exists and was trained on ``cfg.dataset`` / ``cfg.split``
+    (the artifact's ``info``, else its config's own dataset fields: :mod:`xmodal_lib.artifacts`)."""
+    from ..artifacts import exists, stored_info, stored_params
 
-    p = artifacts_dir() / name
-    js = p.with_name(p.name + ".json")
-    if not cfg.use_artifacts or not p.with_name(p.name + ".safetensors").is_file() or not js.is_file():
+    p = _artifacts() / name
+    if not cfg.use_artifacts or not exists(p):
         return None
-    stored = json.loads(js.read_text()).get("config", {})
-    inner = stored.get("zse", stored)
-    if inner.get("dataset", "synthetic") != cfg.dataset or inner.get("split") != cfg.split:
-        return None
-    return p
+    seen = {**stored_params(p), **stored_info(p)}
+    return p if (seen.get("dataset", "synthetic"), seen.get("split")) == (cfg.dataset, cfg.split) else None
 
 
 def _method_config(stem: str, cfg: CompareConfig, **over: Any) -> Any:
@@ -196,18 +192,14 @@ def _method_config(stem: str, cfg: CompareConfig, **over: Any) -> Any:
 # --------------------------------------------------------------------------- ZSE-SBIR
 def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
-    from ..checkpoint import load_weights, save_weights
+    from ..artifacts import load_model, save_model
     from ..models.zse import ZSESBIR
-    from ..params import from_dict
     from . import zse as Z
     from .zse_eval import build_cache, scores_ret, scores_rn
 
     art = _artifact("zse_zero_shot", cfg)
     if art is not None:
-        stored = json.loads(art.with_name(art.name + ".json").read_text())["config"]
-        zc = from_dict(Z.ZSEPipelineConfig, stored.get("zse", stored))
-        model = ZSESBIR(_no_pretrained(zc.model))
-        load_weights(model, art)
+        model, zc = load_model(art, Z.ZSEPipelineConfig, lambda c: ZSESBIR(c.model), pretrained=False)
         source = f"artifact {art.name}"
     else:
         zc = _method_config("04_zse_sbir", cfg, seed=cfg.seed, device=cfg.device, max_steps=cfg.zse_steps,
@@ -216,7 +208,7 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
         t = time.perf_counter()
         model, res = Z.train_zse(zc, index.subset("train"), out_dir / "zse", desc="zse (05)")
         source = f"trained here: {res.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
-        save_weights(model, _artifacts() / "zse_zero_shot", config={"zse": zc.to_dict()})
+        save_model(model, _artifacts() / "zse_zero_shot", zc)
     dev = torch.device("cpu") if cfg.device == "cpu" else next(model.parameters()).device
     model.to(dev).eval()
     sk, ph = Z.load_images(test.sketches, zc, "sketch"), Z.load_images(test.photos, zc, "photo")
@@ -229,11 +221,6 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
                               scores_rn(model, sc, pc, zc.block_q, zc.block_g).float().cpu(), source,
                               sketch_loader=sl, norm="half"))
     return runs
-
-
-def _no_pretrained(mc):
-    mc.pretrained = False  # weights come from the artifact file
-    return mc
 
 
 # --------------------------------------------------------------------------- CrossATNet
@@ -275,17 +262,15 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
 # --------------------------------------------------------------------------- XModalViT
 def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """XModalViT teacher + distilled students trained on instance pairs of the seen classes."""
-    from ..checkpoint import load_weights, save_weights
-    from ..params import from_dict
+    from ..artifacts import load_model, save_model
+    from ..checkpoint import load_weights
     from . import xmodalvit as X
 
     xc = _method_config("02_distillation", cfg, **_xmodal_overrides(cfg))
     art_t, art_s = _artifact("xmodalvit_zero_shot_teacher", cfg), _artifact("xmodalvit_zero_shot_students", cfg)
     if art_t is not None and art_s is not None:
-        stored = json.loads(art_t.with_name(art_t.name + ".json").read_text())["config"]
-        xc = from_dict(X.XModalViTConfig, stored["xmodal"], teacher_pretrained=False, student_pretrained=False)
-        teacher = X.make_teacher(xc)
-        load_weights(teacher, art_t)
+        teacher, xc = load_model(art_t, X.XModalViTConfig, X.make_teacher, teacher_pretrained=False,
+                                 student_pretrained=False)
         students = X.make_students(xc, teacher.embed_dim)
         load_weights(students, art_s)
         source = f"artifacts {art_t.name} + {art_s.name}"
@@ -298,9 +283,8 @@ def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir
         students, r2 = X.distil_students(xc, data, teacher, out_dir=out_dir / "xmodal_students", progress=False)
         source = (f"trained here on seen-class instance pairs: teacher {r1.steps} + students {r2.steps} steps "
                   f"({time.perf_counter() - t:.0f} s)")
-        meta = {"xmodal": xc.to_dict(), "dataset": cfg.dataset, "split": cfg.split}
-        save_weights(teacher, _artifacts() / "xmodalvit_zero_shot_teacher", config=meta)
-        save_weights(students, _artifacts() / "xmodalvit_zero_shot_students", config=meta)
+        for m, name in ((teacher, "teacher"), (students, "students")):  # XModalViT's config names FG data
+            save_model(m, _artifacts() / f"xmodalvit_zero_shot_{name}", xc, dataset=cfg.dataset, split=cfg.split)
     teacher.cpu().eval()
     students.cpu().eval()
     from ..data import preload

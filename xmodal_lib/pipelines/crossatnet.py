@@ -28,7 +28,7 @@ from ..losses.crossatnet import (attention_agreement_loss, bit_balance_loss, cro
                                  quantization_loss, semantic_alignment_loss)
 from ..models.crossatnet import CrossATNet
 from ..models.gcn import GCN, build_graph, normalize_adjacency
-from ..params import from_dict, override
+from ..params import override
 from ..retrieval.codes import hamming_distance, pack_bits
 from ..retrieval.ties import tie_robust_metrics
 from ..retrieval.metrics import category_metrics
@@ -305,22 +305,16 @@ def ablations(cfg: CrossATNetRunConfig) -> dict[str, CrossATNetRunConfig]:
 def save_artifact(net: CrossATNet, cfg: CrossATNetRunConfig, name: str = ARTIFACT) -> Path:
     """Save the retrieval network to ``artifacts_dir()/<name>`` (safetensors + JSON with the run config),
     which notebook 05 reuses instead of retraining."""
-    from ..checkpoint import save_weights
+    from ..artifacts import save_model
     from ..paths import artifacts_dir
 
-    return save_weights(net, artifacts_dir() / name, config=cfg.to_dict())
+    return save_model(net, artifacts_dir() / name, cfg)
 
 
 def load_artifact(path: str | Path) -> tuple[CrossATNet, CrossATNetRunConfig]:
     """Rebuild a network saved by :func:`save_artifact` (strict loading, random-init backbone first)."""
-    import json
+    from ..artifacts import load_model
 
-    from ..checkpoint import load_weights
-
-    p = Path(path)
-    meta = json.loads(p.with_name(p.name + ".json").read_text())
-    stored = meta.get("config", meta)
-    cfg = from_dict(CrossATNetRunConfig, stored, pretrained=False)  # the stored weights replace any download
-    net = CrossATNet(cfg.model)
-    load_weights(net, p, strict=True)
-    return net.eval(), cfg
+    p = Path(path)  # pretrained=False: the stored weights replace any download
+    return load_model(p.with_suffix("") if p.suffix in (".json", ".safetensors") else p, CrossATNetRunConfig,
+                      lambda cfg: CrossATNet(cfg.model), pretrained=False)

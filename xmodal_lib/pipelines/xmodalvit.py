@@ -31,7 +31,7 @@ from ..losses.triplet import batch_all_triplet
 from ..losses.xaqc import XAQC
 from ..devices import module_device
 from ..models.xmodalvit import StudentPair, XModalTeacher, build_students, build_teacher
-from ..params import from_dict, override
+from ..params import override
 from .xmodalvit_config import XModalViTConfig
 from .xmodalvit_data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
                              load_data, photo_views, standardize_images)
@@ -173,25 +173,21 @@ def teacher_path(name: str = "xmodalvit_teacher") -> Path:
 
 
 def save_teacher(teacher: XModalTeacher, cfg: XModalViTConfig, path: str | Path | None = None) -> Path:
-    from ..checkpoint import save_weights
+    from ..artifacts import save_model
 
-    return save_weights(teacher, path or teacher_path(), config=cfg.to_dict())
+    return save_model(teacher, path or teacher_path(), cfg)
 
 
 def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalViTConfig] | None:
     """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent.
 
     A teacher whose JSON is missing, damaged or lacks its config raises ``CheckpointError`` naming the file."""
-    from ..checkpoint import load_weights, read_config
+    from ..artifacts import load_model
 
     p = Path(path) if path is not None else teacher_path()
     if not p.with_name(p.name + ".safetensors").is_file():
-        return None
-    stored = read_config(p, "teacher config")
-    cfg = from_dict(XModalViTConfig, stored, teacher_pretrained=False)  # weights come from the file
-    teacher = make_teacher(cfg)
-    load_weights(teacher, p, strict=True)
-    return teacher.eval(), cfg
+        return None  # teacher_pretrained=False: the weights come from the file
+    return load_model(p, XModalViTConfig, make_teacher, "teacher config", teacher_pretrained=False)
 
 
 _NOT_TEACHER = ("profile", "device", "teacher_pretrained", "eval_metric", "eval_batch_size", "angle_chunk",
