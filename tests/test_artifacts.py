@@ -25,12 +25,12 @@ def test_save_then_load_gives_the_same_config_weights_and_info(tmp_path):
     assert (cfg2.model.dim, cfg2.seed, cfg2.model.pretrained) == (32, 5, False)
     assert torch.equal(back.weight, model.weight) and not back.training
     meta = json.loads((tmp_path / "m.json").read_text())["config"]
-    assert meta["config_class"] == "xmodal_lib.pipelines.zse:ZSEPipelineConfig" and "params" in meta
+    assert meta["config_class"] == f"{ZSEPipelineConfig.__module__}:ZSEPipelineConfig" and "params" in meta
 
 
 def test_another_class_or_layout_or_shape_is_refused_naming_the_file(tmp_path):
     A.save_model(nn.Linear(3, 2), tmp_path / "m", preset("04_zse_sbir", "smoke"))
-    with pytest.raises(CheckpointError, match=r"holds a xmodal_lib.pipelines.zse:ZSEPipelineConfig config"):
+    with pytest.raises(CheckpointError, match=rf"holds a {ZSEPipelineConfig.__module__}:ZSEPipelineConfig config"):
         A.stored_config(tmp_path / "m", CrossATNetRunConfig)
     with pytest.raises(CheckpointError, match=r"m: weights do not fit Linear \(shape mismatch"):
         A.load_model(tmp_path / "m", ZSEPipelineConfig, lambda c: nn.Linear(4, 2))

@@ -40,15 +40,15 @@ class NotebookSpec:
     local: tuple[str, ...] = ()
 
 
-_XV = "xmodal_lib.pipelines.xmodalvit:XModalViTConfig"
+_XV = "xmodal_lib.pipelines.xmodalvit_config:XModalViTConfig"
 _CMP = "xmodal_lib.pipelines.compare:CompareConfig"
 NOTEBOOKS: dict[str, NotebookSpec] = {
     "00_data_tour": NotebookSpec(None),
     "01_fusion_teacher": NotebookSpec(_XV, ("PAPER_DATASET",)),
     "02_distillation": NotebookSpec(_XV, ("PAPER_DATASET", "OFFICIAL_CHECKPOINT")),
-    "03_crossatnet_zero_shot": NotebookSpec("xmodal_lib.pipelines.crossatnet:CrossATNetRunConfig",
+    "03_crossatnet_zero_shot": NotebookSpec("xmodal_lib.pipelines.crossatnet_config:CrossATNetRunConfig",
                                             ("PROFILE", "RUN_ABLATIONS", "N_ATTENTION_EXAMPLES")),
-    "04_zse_sbir": NotebookSpec("xmodal_lib.pipelines.zse:ZSEPipelineConfig",
+    "04_zse_sbir": NotebookSpec("xmodal_lib.pipelines.zse_config:ZSEPipelineConfig",
                                 ("TS_KEEP_RATE", "CROSS_KIND", "CROSS_ROOT", "CROSS_SPLIT", "CROSS_MODES",
                                  "OFFICIAL_CHECKPOINT")),
     "05_zero_shot_evaluation": NotebookSpec(_CMP, ("N_STRIPS", "TOP_K")),
