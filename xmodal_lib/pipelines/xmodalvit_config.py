@@ -119,7 +119,7 @@ class XModalViTConfig:
     sketch_target: str = "z_p"  # teacher branch distilled into the sketch student: "z_s" or "z_p"
     # losses
     temperature: float = 0.07
-    normalize_query: bool = False
+    normalize_query: bool = True  # smoke: an L2-normalised XAQC query (profiles paper and cpu: False, as the official code)
     angle_chunk: int | None = None
     # triplet baseline (no teacher)
     triplet_margin: float = 0.2
