@@ -17,7 +17,7 @@ Settings (``--settings``; name -> worker environment / torch calls):
 * ``t2_spin10k``: 2 threads, ``GOMP_SPINCOUNT=10000`` (spin ~10k iterations, then sleep);
 * ``t2_interop1``: 2 threads, ``torch.set_num_interop_threads(1)``;
 * ``t1``: 1 intra-op thread;
-* ``policy``: whatever :mod:`xmodal_lib.threads` chooses (``thread_env()`` for the process
+* ``policy``: whatever :mod:`xmodal_lib.infra.threads` chooses (``thread_env()`` for the process
   environment + ``apply_thread_policy()``), i.e. the library default being measured.
 
 Each worker times up to ``--steps`` steps and stops after ``--max-seconds`` (at least 3 steps), so
@@ -52,7 +52,7 @@ SETTINGS = {  # name -> (extra environment, intra-op threads or None, interop th
     "t2_spin10k": ({"GOMP_SPINCOUNT": "10000"}, 2, None),
     "t2_interop1": ({}, 2, 1),
     "t1": ({}, 1, None),
-    "policy": (None, None, None),  # the library's own choice (xmodal_lib.threads)
+    "policy": (None, None, None),  # the library's own choice (xmodal_lib.infra.threads)
 }
 WORKLOADS = ("teacher", "rn")
 SPIN = "import time\nt = time.time() + {sec}\nx = 0\nwhile time.time() < t:\n    x += 1\n"
@@ -62,8 +62,8 @@ SPIN = "import time\nt = time.time() + {sec}\nx = 0\nwhile time.time() < t:\n   
 def _teacher_step_fn(batch: int):
     import torch
 
-    from xmodal_lib.losses.xaqc import XAQC
-    from xmodal_lib.pipelines.xmodalvit import XModalViTConfig, make_teacher, teacher_step
+    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
+    from xmodal_lib.methods.xmodalvit.pipeline import XModalViTConfig, make_teacher, teacher_step
 
     cfg = XModalViTConfig()
     model = make_teacher(cfg).train()
@@ -85,9 +85,9 @@ def _teacher_step_fn(batch: int):
 def _rn_block_fn(n_photos: int):
     import torch
 
-    from xmodal_lib.models.zse import ZSESBIR
-    from xmodal_lib.params import preset
-    from xmodal_lib.pipelines.zse_rn_eval import PairScorer
+    from xmodal_lib.methods.zse.model import ZSESBIR
+    from xmodal_lib.run.params import preset
+    from xmodal_lib.methods.zse.rn_evaluate import PairScorer
 
     torch.manual_seed(0)  # SA unused: CA + RN at paper width (the paper profile's model) from cached tokens
     model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, depth=1).model).eval()
@@ -111,7 +111,7 @@ def worker(workload: str, setting: str, steps: int, warmup: int, intra: int | No
     import torch
 
     if setting == "policy":
-        from xmodal_lib.threads import apply_thread_policy
+        from xmodal_lib.infra.threads import apply_thread_policy
 
         apply_thread_policy()
     else:
@@ -141,7 +141,7 @@ def _env_for(setting: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT")}
     extra, intra, _ = SETTINGS[setting]
     if extra is None:  # the library's policy decides the environment, as xmodal's runner does for kernels
-        from xmodal_lib.threads import thread_env
+        from xmodal_lib.infra.threads import thread_env
 
         env.update(thread_env(env))
     else:
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     bad = [s for s in settings if s not in SETTINGS] + [w for w in workloads if w not in WORKLOADS]
     if bad:
         raise SystemExit(f"--settings/--workloads: unknown {bad}; expected {sorted(SETTINGS)} / {list(WORKLOADS)}")
-    from xmodal_lib.threads import describe_policy
+    from xmodal_lib.infra.threads import describe_policy
 
     runs, t0 = [], time.time()
     for rep in range(a.repeats):

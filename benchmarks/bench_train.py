@@ -56,7 +56,7 @@ sys.path.insert(0, str(HERE.parent))
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from xmodal_lib.models.attention import set_attention_impl  # noqa: E402
+from xmodal_lib.layers.attention import set_attention_impl  # noqa: E402
 
 METHODS = ("xmodalvit_teacher", "xmodalvit_students_ti", "xmodalvit_students_s", "crossatnet", "zse")
 REGIMES = ("fp32_eager_explicit", "fp32_sdpa", "bf16_sdpa", "bf16_sdpa_compile")
@@ -133,9 +133,9 @@ def build(method: str, sz: dict, dev: torch.device):
     """``(model, attn_modules, loss_fn(batch) -> Tensor, make_batch(b), images_per_item, opt_cls, opt_kw,
     compile_targets)``: the compile regime compiles the heavy modules in place (``Module.compile``);
     the losses (queues with Python-side pointers) stay eager."""
-    from xmodal_lib.losses.xaqc import XAQC
-    from xmodal_lib.models.xmodalvit import build_students, build_teacher, vit_overrides
-    from xmodal_lib.pipelines import xmodalvit as xv
+    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
+    from xmodal_lib.methods.xmodalvit.model import build_students, build_teacher, vit_overrides
+    from xmodal_lib.methods.xmodalvit import pipeline as xv
 
     img = sz.get("img", 224)
     rand = lambda b: torch.rand(b, 3, img, img, device=dev)  # noqa: E731
@@ -154,10 +154,10 @@ def build(method: str, sz: dict, dev: torch.device):
         return students, [students, teacher], lambda x: step(students, x)["loss"], make, 3, torch.optim.Adam, \
             dict(lr=1e-5, weight_decay=1e-5), [teacher, students.photo, students.sketch]
     if method == "crossatnet":
-        from xmodal_lib.models.crossatnet import CrossATNet
-        from xmodal_lib.models.gcn import build_graph, normalize_adjacency
-        from xmodal_lib.params import build as build_config
-        from xmodal_lib.pipelines.crossatnet import ClassGraph, CrossATNetRunConfig, CrossATNetTrainer, crossatnet_step
+        from xmodal_lib.methods.crossatnet.model import CrossATNet
+        from xmodal_lib.methods.crossatnet.gcn import build_graph, normalize_adjacency
+        from xmodal_lib.run.params import build as build_config
+        from xmodal_lib.methods.crossatnet.pipeline import ClassGraph, CrossATNetRunConfig, CrossATNetTrainer, crossatnet_step
 
         rc = build_config(CrossATNetRunConfig, img_size=img, backbone=sz["backbone"],
                           output_stride=sz["output_stride"], embed_dim=sz["embed_dim"], attn_dim=sz["attn_dim"],
@@ -171,9 +171,9 @@ def build(method: str, sz: dict, dev: torch.device):
         return tr, [tr], lambda x: crossatnet_step(tr, x)["loss"], make, 2, torch.optim.Adam, dict(lr=1e-4), \
             [tr.net.sketch_net, tr.net.photo_net]
     if method == "zse":
-        from xmodal_lib.models.zse import ZSESBIR
-        from xmodal_lib.params import preset
-        from xmodal_lib.pipelines.zse import zse_step
+        from xmodal_lib.methods.zse.model import ZSESBIR
+        from xmodal_lib.run.params import preset
+        from xmodal_lib.methods.zse.pipeline import zse_step
 
         model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, **sz["zse"]).model).to(dev)
         s = model.cfg.img_size
@@ -252,7 +252,7 @@ def time_regime(method: str, sz: dict, batch: int, regime: str, dev: torch.devic
     n_attn = _set_impl(mods, "fused" if "sdpa" in regime else "explicit")
     cl = 0
     if regime.startswith("bf16"):
-        from xmodal_lib.models.crossatnet import to_channels_last
+        from xmodal_lib.methods.crossatnet.model import to_channels_last
 
         cl = to_channels_last(model.net) if hasattr(model, "net") else 0
     if fast and dev.type == "cuda":

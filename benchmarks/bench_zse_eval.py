@@ -20,9 +20,9 @@ Modes of this script:
   CUDA — ViT-B/16 at 224 px, bf16 autocast, fused SDPA attention.
 
 * ``--roofline``: the exhaustive mode as a roofline (default paper model, 2 queries x 2,000
-  gallery): FLOPs per pair of CA + RN counted (:func:`~xmodal_lib.pipelines.zse_rn_eval.pair_flops`,
+  gallery): FLOPs per pair of CA + RN counted (:func:`~xmodal_lib.methods.zse.rn_evaluate.pair_flops`,
   checked against ``FlopCounterMode`` in the tests), the cached-projection kernel
-  (:class:`~xmodal_lib.pipelines.zse_rn_eval.PairScorer`) timed over the gallery on random SA
+  (:class:`~xmodal_lib.methods.zse.rn_evaluate.PairScorer`) timed over the gallery on random SA
   tokens, the sustained n³ GEMM rate of the same dtype sampled in the same run, the achieved
   fraction; the previous cached path, the official per-pair path and SA per image for the
   naive/cached ratio (measured vs the FLOP bound, at this size and at Sketchy-25 scale); rerank@k
@@ -52,12 +52,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xmodal_lib.models.attention import set_attention_impl  # noqa: E402
-from xmodal_lib.models.zse import ZSEConfig, ZSESBIR  # noqa: E402
-from xmodal_lib.params import preset  # noqa: E402
-from xmodal_lib.pipelines.zse_eval import (SACache, build_cache, scores_rn, scores_rn_naive,  # noqa: E402
+from xmodal_lib.layers.attention import set_attention_impl  # noqa: E402
+from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR  # noqa: E402
+from xmodal_lib.run.params import preset  # noqa: E402
+from xmodal_lib.methods.zse.evaluate import (SACache, build_cache, scores_rn, scores_rn_naive,  # noqa: E402
                                            scores_rn_rerank, scores_ret)
-from xmodal_lib.pipelines.zse_rn_eval import PairScorer, pair_flops  # noqa: E402
+from xmodal_lib.methods.zse.rn_evaluate import PairScorer, pair_flops  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics  # noqa: E402
 from xmodal_lib.retrieval.search import similarity  # noqa: E402
 

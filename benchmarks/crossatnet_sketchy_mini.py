@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from xmodal_lib.params import build, override  # noqa: E402
+from xmodal_lib.run.params import build, override  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from xmodal_lib.paths import shared_data_dir
-    from xmodal_lib.pipelines import crossatnet as cat
-    from xmodal_lib.semantics import make_embedder
+    from xmodal_lib.infra.paths import shared_data_dir
+    from xmodal_lib.methods.crossatnet import pipeline as cat
+    from xmodal_lib.methods.crossatnet.semantics import make_embedder
 
     root = Path(args.data_root) if args.data_root else (shared_data_dir() or Path("missing")) / "sketchy_mini"
     if not root.is_dir():

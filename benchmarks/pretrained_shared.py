@@ -39,9 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xmodal_lib.models.pretrained_cnn import PretrainedCNN  # noqa: E402
-from xmodal_lib.params import build, override  # noqa: E402
-from xmodal_lib.paths import shared_data_dir  # noqa: E402
+from xmodal_lib.layers.pretrained_cnn import PretrainedCNN  # noqa: E402
+from xmodal_lib.run.params import build, override  # noqa: E402
+from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics, fg_accuracy  # noqa: E402
 
 CAT_M = ("map_all_voc", "p@100")
@@ -63,8 +63,8 @@ def _random_cat(ql: list, gl: list, seed: int) -> dict[str, float]:
 
 
 def crossatnet_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
-    from xmodal_lib.pipelines import crossatnet as cat
-    from xmodal_lib.semantics import make_embedder
+    from xmodal_lib.methods.crossatnet import pipeline as cat
+    from xmodal_lib.methods.crossatnet.semantics import make_embedder
 
     cfg = build(
         cat.CrossATNetRunConfig, dataset="sketchy", data_root=str(root), split="zeroshot1", backbone="pretrained_lite0",
@@ -94,8 +94,8 @@ def crossatnet_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, d
 def zse_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
     """ZSE-SBIR: ``ret`` and ``rn_rerank`` on all 625 x 625; exhaustive ``rn`` (every sketch-photo pair
     through CA + RN) on every ``--rn-every``-th query only (CPU time), next to ``ret`` on the same queries."""
-    from xmodal_lib.pipelines import zse
-    from xmodal_lib.pipelines.zse_eval import build_cache, scores_ret, scores_rn
+    from xmodal_lib.methods.zse import pipeline as zse
+    from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn
 
     cfg = build(
         zse.ZSEPipelineConfig, profile="cpu", dataset="sketchy", data_root=str(root), split="zeroshot1", img_size=a.img_size,
@@ -129,7 +129,7 @@ def zse_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
 
 
 def xmodalvit_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, dict]:
-    from xmodal_lib.pipelines import xmodalvit as xv
+    from xmodal_lib.methods.xmodalvit import pipeline as xv
 
     cfg = build(
         xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root), image_size=a.fg_img_size, seed=seed, device="cpu",

@@ -50,7 +50,7 @@ def prepare_notebook(dst_dir: Path, profile: str | None = None, data_root: str |
     src = ROOT / "notebooks" / "06_explainability.ipynb"
     injected: dict = {}
     if profile is not None:
-        from xmodal_lib.run_plan import plan_run
+        from xmodal_lib.run.plan import plan_run
 
         injected = dict(plan_run([src], profile, ROOT / "notebooks", data_root=data_root)[0].injected)
     injected.update(INTERACTIVE=True, DEVICE="cpu")
@@ -172,7 +172,7 @@ def main() -> int:
                     help="parameters of notebooks/params/<profile>/06_explainability.yaml (default: the notebook's own)")
     ap.add_argument("--data-root", default=None, help="DATA_ROOT as `xmodal reproduce --data-root` passes it")
     args = ap.parse_args()
-    from xmodal_lib.paths import figures_dir
+    from xmodal_lib.infra.paths import figures_dir
 
     out_png = Path(args.out) if args.out else figures_dir() / "jupyterlab_06.png"
     if not Path("/usr/bin/chromium").exists():

@@ -2,7 +2,7 @@
 
 Trains the fusion teacher, distils the photo + sketch students (XAQC + XMRD, and XAQC only) and
 trains the triplet baseline (same students, no teacher, same number of steps), all through
-``xmodal_lib.pipelines.xmodalvit`` with tiny ViTs and the smoke preset's settings (including our
+``xmodal_lib.methods.xmodalvit.pipeline`` with tiny ViTs and the smoke preset's settings (including our
 additions: per-image input standardisation, colour views of the teacher's photos, lr 1e-4,
 sketch target z_p; ``--paper-recipe`` turns the additions off). Evaluation: the standard FG protocol
 on the 115 test pairs (every sketch ranks all 115 photos); chance acc@1 = 1/115, acc@10 = 10/115.
@@ -34,9 +34,9 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 
-from xmodal_lib.params import build  # noqa: E402
-from xmodal_lib.paths import shared_data_dir  # noqa: E402
-from xmodal_lib.pipelines import xmodalvit as xv  # noqa: E402
+from xmodal_lib.run.params import build  # noqa: E402
+from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
+from xmodal_lib.methods.xmodalvit import pipeline as xv  # noqa: E402
 
 
 def _binom_p(acc: float, n: int, p: float) -> float:

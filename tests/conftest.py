@@ -39,7 +39,7 @@ def _outputs_in_tmp(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root."""
-    from xmodal_lib.paths import repo_root
+    from xmodal_lib.infra.paths import repo_root
 
     return repo_root()
 
@@ -47,7 +47,7 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Root of the small real datasets; skips the test when the folder is absent."""
-    from xmodal_lib.paths import shared_data_dir
+    from xmodal_lib.infra.paths import shared_data_dir
 
     root = shared_data_dir()
     if root is None:

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from xmodal_lib.paths import repo_root
+from xmodal_lib.infra.paths import repo_root
 
 BENCH = repo_root() / "benchmarks"
 
@@ -186,7 +186,7 @@ DATA_RUNS = {  # benchmarks on ../shared/data: script -> (tiny CPU arguments, JS
 @pytest.mark.shared_data
 @pytest.mark.parametrize("script", sorted(DATA_RUNS))
 def test_shared_data_benchmarks_run_at_tiny_size(script, tmp_path):
-    from xmodal_lib.paths import shared_data_dir
+    from xmodal_lib.infra.paths import shared_data_dir
 
     if shared_data_dir() is None:
         pytest.skip("real test data ../shared/data absent (set XMODAL_SHARED_DATA to point at it)")

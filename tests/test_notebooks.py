@@ -16,8 +16,8 @@ import nbformat
 import pytest
 import yaml
 
-from xmodal_lib.paths import notebooks_dir
-from xmodal_lib.runner import NOTEBOOK_RE, parameters_cell, parse_parameters
+from xmodal_lib.infra.paths import notebooks_dir
+from xmodal_lib.run.runner import NOTEBOOK_RE, parameters_cell, parse_parameters
 
 NB_DIR = notebooks_dir()
 NOTEBOOKS = sorted(p for p in NB_DIR.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import xmodal_lib
-from xmodal_lib.paths import repo_root
+from xmodal_lib.infra.paths import repo_root
 
 ROOT = repo_root()
 tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")

@@ -7,7 +7,7 @@ sub-module is imported lazily so ``import xmodal_lib`` stays cheap.
 __version__ = "0.1.0"
 
 # OpenMP reads OMP_WAIT_POLICY once, when torch is first imported: set the thread policy before that
-# (xmodal_lib/threads.py; XMODAL_OMP_WAIT_POLICY=default opts out).
-from .threads import prepare_environment as _prepare_environment  # noqa: E402
+# (xmodal_lib/infra/threads.py; XMODAL_OMP_WAIT_POLICY=default opts out).
+from xmodal_lib.infra.threads import prepare_environment as _prepare_environment  # noqa: E402
 
 _prepare_environment()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from xmodal_lib import __version__
 
 TRAIN_METHODS = ("xmodalvit-teacher", "xmodalvit-students", "xmodalvit-baseline", "crossatnet", "zse")
 
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--notebooks-dir", type=Path, default=None)
     ls.add_argument("--all", action="store_true", help="every parameter, not only those the profile changes")
 
-    from .official import commands as official_commands  # convert-official, evaluate
+    from xmodal_lib.official import commands as official_commands  # convert-official, evaluate
 
     official_commands.add_subparsers(sub)
     return ap
@@ -107,8 +107,8 @@ def _add_train(sub: Any) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import paths
-    from .runner import discover_notebooks, notebook_parameters, profile_params
+    from xmodal_lib.infra import paths
+    from xmodal_lib.run.runner import discover_notebooks, notebook_parameters, profile_params
 
     nb_dir = args.notebooks_dir or paths.notebooks_dir()
     for nb in discover_notebooks(nb_dir):
@@ -126,7 +126,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .runner import NotebookFailed, reproduce
+    from xmodal_lib.run.runner import NotebookFailed, reproduce
 
     try:
         import papermill  # noqa: F401
@@ -148,7 +148,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except NotebookFailed as err:
-        from .errors import one_line
+        from xmodal_lib.infra.errors import one_line
 
         print(f"error: {one_line(err)} (manifest: {err.run_dir / 'manifest.json'})", file=sys.stderr)
         return 1
@@ -156,9 +156,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` items read by :func:`xmodal_lib.params.parse_value` (the same reader as
+    """``KEY=VALUE`` items read by :func:`xmodal_lib.run.params.parse_value` (the same reader as
     ``xmodal reproduce -p``); keys are field names in either case (``lr`` or ``LR``)."""
-    from .params import ConfigError, parse_value
+    from xmodal_lib.run.params import ConfigError, parse_value
 
     out: dict[str, Any] = {}
     for text in items:
@@ -176,19 +176,19 @@ TRAIN_STEMS = {"xmodalvit-teacher": "01_fusion_teacher", "xmodalvit-students": "
 
 
 def _make_config(method: str, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
-    """The method's notebook config under ``profile`` (its YAML file, :func:`xmodal_lib.params.preset`),
+    """The method's notebook config under ``profile`` (its YAML file, :func:`xmodal_lib.run.params.preset`),
     then the paper dataset's values (the method's ``PAPER_DATASETS``), then ``-p``: one bind, so
     unknown keys, types and ranges are refused as the notebooks refuse them."""
-    from .params import ConfigError, preset
+    from xmodal_lib.run.params import ConfigError, preset
 
     over: dict[str, Any] = {}
     if dataset is not None:
         if method.startswith("xmodalvit"):
-            from .pipelines.xmodalvit_config import PAPER_DATASETS as table
+            from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS as table
         elif method == "crossatnet":
-            from .pipelines.crossatnet_config import PAPER_DATASETS as table
+            from xmodal_lib.methods.crossatnet.config import PAPER_DATASETS as table
         else:
-            from .pipelines.zse import PAPER_DATASETS as table
+            from xmodal_lib.methods.zse.pipeline import PAPER_DATASETS as table
         if profile != "paper" or dataset not in table:
             raise ConfigError(f"--dataset {dataset!r}: expected one of {', '.join(table)} with --profile paper")
         over.update(table[dataset])
@@ -197,7 +197,7 @@ def _make_config(method: str, profile: str, dataset: str | None, params: dict[st
 
 def _rank0_first(fn: Callable[[], Any]) -> Any:
     """``fn()`` on rank 0 first (it may generate or cache files), then on the other ranks."""
-    from . import distributed as D
+    from xmodal_lib.infra import distributed as D
 
     if D.is_main_process():
         out = fn()
@@ -208,14 +208,14 @@ def _rank0_first(fn: Callable[[], Any]) -> Any:
 
 
 def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool, options: Any):
-    """Run the method's pipeline training with ``options`` (:class:`~xmodal_lib.train.FitOptions`:
+    """Run the method's pipeline training with ``options`` (:class:`~xmodal_lib.engine.train.FitOptions`:
     ``--loop`` fields, ``--resume-changed``); returns ``(TrainResult, artefact path or None, evaluate())``."""
-    from . import distributed as D
-    from .artifacts import save_model
+    from xmodal_lib.infra import distributed as D
+    from xmodal_lib.run.artifacts import save_model
 
     main = D.is_main_process()
     if args.method.startswith("xmodalvit"):
-        from .pipelines import xmodalvit as xv
+        from xmodal_lib.methods.xmodalvit import pipeline as xv
 
         data = _rank0_first(lambda: xv.load_data(cfg, progress=progress))
         if args.method == "xmodalvit-teacher":
@@ -235,14 +235,14 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
         path = save_model(students, out / "students", cfg) if main else None
         return res, path, lambda: xv.evaluate(students, data.test, cfg.eval_metric, cfg.eval_batch_size)
     if args.method == "crossatnet":
-        from .pipelines import crossatnet as cat
+        from xmodal_lib.methods.crossatnet import pipeline as cat
 
         index = _rank0_first(lambda: cat.load_index(cfg))
         trained = cat.train(cfg, index.subset("train"), out, progress=progress, resume=args.resume, options=options)
         path = cat.save_artifact(trained.net, cfg) if main else None
         return trained.result, path, lambda: cat.evaluate(
             trained.net, cat.embed_test(trained.net, index.subset("test"), cfg), cfg.metrics)
-    from .pipelines import zse
+    from xmodal_lib.methods.zse import pipeline as zse
 
     index = _rank0_first(lambda: zse.load_index(cfg))
     model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress, options=options)
@@ -253,10 +253,10 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
 
-    from . import distributed as D
-    from .paths import runs_dir
-    from .checkpoint import ensure_writable_dir
-    from .train import FitOptions
+    from xmodal_lib.infra import distributed as D
+    from xmodal_lib.infra.paths import runs_dir
+    from xmodal_lib.infra.checkpoint import ensure_writable_dir
+    from xmodal_lib.engine.train import FitOptions
 
     params = _parse_kv(args.param, "-p")
     options = FitOptions(loop=_parse_kv(args.loop, "--loop"), allow_changed_setup=args.resume_changed)
@@ -270,7 +270,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ensure_writable_dir(out, "--out")
     args.resume = args.resume or args.resume_changed
     if args.resume and not args.resume_changed:  # every rank (same files): a changed setup is refused now
-        from .resume import precheck
+        from xmodal_lib.engine.resume import precheck
 
         precheck(out, cfg.to_dict())
     progress = not args.no_progress and D.is_main_process()
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xmodal`` console script: the one error surface of every command.
 
     Every error ends as one line ``error: ...`` on stderr naming the file or parameter and what was
-    expected; exit status 2 for bad input (:class:`~xmodal_lib.errors.InputError`, ``ValueError``, a
+    expected; exit status 2 for bad input (:class:`~xmodal_lib.infra.errors.InputError`, ``ValueError``, a
     file that cannot be opened), 1 for a failure during the work, ``128 + signal`` when interrupted.
     ``--debug`` (anywhere on the line) or ``XMODAL_DEBUG=1`` also prints the traceback.
     """
@@ -312,7 +312,7 @@ def _report(err: BaseException, debug: bool) -> int:
     import signal
     import traceback
 
-    from .errors import Interrupted, XModalError, one_line
+    from xmodal_lib.infra.errors import Interrupted, XModalError, one_line
 
     if debug:
         traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
@@ -340,7 +340,7 @@ def _dispatch(argv: list[str]) -> int:
     if args.command == "list":
         return _cmd_list(args)
     if args.command in ("convert-official", "evaluate"):
-        from .official import commands as official_commands
+        from xmodal_lib.official import commands as official_commands
 
         return official_commands.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

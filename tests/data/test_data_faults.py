@@ -173,7 +173,7 @@ def test_preflight_checks_each_file_once_per_process(tmp_path: Path, monkeypatch
 
 
 def test_preflight_runs_before_crossatnet_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xmodal_lib.pipelines import crossatnet as cat
+    from xmodal_lib.methods.crossatnet import pipeline as cat
 
     def no_training(*a, **k):
         raise AssertionError("training started before the corrupt test image was found")
@@ -184,7 +184,7 @@ def test_preflight_runs_before_crossatnet_training(tmp_path: Path, monkeypatch: 
 
 
 def test_preflight_runs_before_zse_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xmodal_lib.pipelines import zse
+    from xmodal_lib.methods.zse import pipeline as zse
 
     def no_training(*a, **k):
         raise AssertionError("training started before the corrupt test image was found")
@@ -195,7 +195,7 @@ def test_preflight_runs_before_zse_training(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_preflight_runs_in_xmodalvit_load_data(tmp_path: Path) -> None:
-    from xmodal_lib.pipelines import xmodalvit as xv
+    from xmodal_lib.methods.xmodalvit import pipeline as xv
 
     root = tmp_path / "qv2"
     for split, n in (("train", 3), ("test", 2)):
@@ -251,7 +251,7 @@ def test_sketchy_without_tx_level_is_detected_and_noted(tmp_path: Path) -> None:
     assert idx.counts()["classes"] == 2 and idx.sketches[0].instance == "cat_1"
     assert any("no tx_* level" in n for n in idx.notes)
     # the notebooks' path: DATA_ROOT -> CrossATNetRunConfig.data_root -> load_index
-    from xmodal_lib.pipelines import crossatnet as cat
+    from xmodal_lib.methods.crossatnet import pipeline as cat
 
     split = tmp_path / "split"
     split.mkdir()

@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture(scope="session")
 def official_dir() -> Path:
     """The fixture checkpoints written by the unmodified official model classes."""
-    from xmodal_lib.paths import repo_root
+    from xmodal_lib.infra.paths import repo_root
 
     env = os.environ.get("XMODAL_SHARED_REFERENCE")
     root = Path(env) if env else repo_root().parent / "shared" / "reference"

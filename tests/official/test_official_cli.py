@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from xmodal_lib.cli import main
-from xmodal_lib.reported import CONVENTIONS
+from xmodal_lib.methods.reported import CONVENTIONS
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 UNSEEN = ["airplane", "cup", "swan"]  # 3 of the 25 zeroshot1 classes, 2 photos + 2 sketches each
@@ -26,7 +26,7 @@ def test_evaluate_zse_end_to_end(official_dir, shared_path, sake_lists, tmp_path
     from xmodal_lib.data.official_crop import OfficialZSELoader
     from xmodal_lib.data.sake import read_sake
     from xmodal_lib.official import load_converted
-    from xmodal_lib.pipelines.zse_eval import scores_rn_naive
+    from xmodal_lib.methods.zse.evaluate import scores_rn_naive
     from xmodal_lib.retrieval.metrics import category_metrics
 
     root = shared_path("sketchy_mini")
@@ -61,7 +61,7 @@ def test_evaluate_xmodalvit_end_to_end(official_dir, shared_path, tmp_path, caps
     from xmodal_lib.data import open_dataset
     from xmodal_lib.data.transforms import ImageLoader
     from xmodal_lib.official import load_converted
-    from xmodal_lib.pipelines.xmodalvit_data import index_to_tensors
+    from xmodal_lib.methods.xmodalvit.data import index_to_tensors
 
     root = shared_path("qmul_v1", "shoes")
     fx = official_dir / "xmodalvit"

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xmodal_lib.models.zse_rn import kernel_matrix
+from xmodal_lib.methods.zse.rn import kernel_matrix
 from xmodal_lib.official import KeyMappingError, convert_official, load_converted
 from xmodal_lib.official.loaders import zse_from_state_dict
 from xmodal_lib.official.safe_load import read_official, state_dict_of

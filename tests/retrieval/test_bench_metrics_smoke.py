@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from xmodal_lib.paths import repo_root
+from xmodal_lib.infra.paths import repo_root
 
 
 def test_bench_metrics_quick(tmp_path):

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import torch  # noqa: E402
 
-from xmodal_lib.pipelines.xmodalvit_data import FGTensors  # noqa: E402
+from xmodal_lib.methods.xmodalvit.data import FGTensors  # noqa: E402
 from xmodal_lib.retrieval.chance import fg_chance_metrics  # noqa: E402
 from xmodal_lib.viz.xmodalvit_plots import plot_teacher_val  # noqa: E402
 

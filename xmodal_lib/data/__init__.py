@@ -16,16 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .index import DataError, DataWarning, Record, SBIRIndex
-from .manifest import read_manifest
-from .qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
-from .registry import KINDS, open_dataset
-from .safe_pickle import safe_load
-from .sake import read_sake
-from .sketchy import read_sketchy
-from .splits import packaged_split
-from .strokes import render_strokes
-from .synthetic import CLASSES, UNSEEN, SyntheticConfig, generate
+from xmodal_lib.data.index import DataError, DataWarning, Record, SBIRIndex
+from xmodal_lib.data.manifest import read_manifest
+from xmodal_lib.data.qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
+from xmodal_lib.data.registry import KINDS, open_dataset
+from xmodal_lib.data.safe_pickle import safe_load
+from xmodal_lib.data.sake import read_sake
+from xmodal_lib.data.sketchy import read_sketchy
+from xmodal_lib.data.splits import packaged_split
+from xmodal_lib.data.strokes import render_strokes
+from xmodal_lib.data.synthetic import CLASSES, UNSEEN, SyntheticConfig, generate
 
 _LAZY = {"ImageLoader": "transforms", "preprocess_sketch_image": "transforms", "open_image": "transforms",
          "preload": "datasets", "ImageDataset": "datasets"}

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .index import DataError, Record
-from .transforms import ImageLoader
+from xmodal_lib.data.index import DataError, Record
+from xmodal_lib.data.transforms import ImageLoader
 
 
 def preload(records: Sequence[Record], loader: ImageLoader, desc: str = "load",

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError
+from xmodal_lib.infra.errors import InputError
 
 
 class DataError(InputError):
     """Bad dataset input: the message names the file or parameter and what was expected
-    (an :class:`xmodal_lib.errors.InputError`, hence a ``ValueError``; exit status 2 in the CLI)."""
+    (an :class:`xmodal_lib.infra.errors.InputError`, hence a ``ValueError``; exit status 2 in the CLI)."""
 
 
 class DataWarning(UserWarning):

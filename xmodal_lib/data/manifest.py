@@ -23,8 +23,8 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from .index import DataError, Record, SBIRIndex, data_warning
-from .textio import read_text
+from xmodal_lib.data.index import DataError, Record, SBIRIndex, data_warning
+from xmodal_lib.data.textio import read_text
 
 REQUIRED = ("sketch_path", "photo_path", "class")
 

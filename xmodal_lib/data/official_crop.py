@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .index import DataError, Record
-from .transforms import MAX_PIXELS, load_pil, to_white_background
+from xmodal_lib.data.index import DataError, Record
+from xmodal_lib.data.transforms import MAX_PIXELS, load_pil, to_white_background
 
 __all__ = ["official_sketch_crop", "OfficialZSELoader", "INK_SUM", "INK_MARGIN_PX"]
 

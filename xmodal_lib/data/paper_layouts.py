@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .splits import packaged_split
-from .synthetic import SHAPES, SyntheticConfig, draw_instance
-from .synthetic_render import _resample, apply, sample_pose
+from xmodal_lib.data.splits import packaged_split
+from xmodal_lib.data.synthetic import SHAPES, SyntheticConfig, draw_instance
+from xmodal_lib.data.synthetic_render import _resample, apply, sample_pose
 
 __all__ = ["write_qmul_v2", "write_qmul_v2_pickle", "write_sake", "write_sketchy", "SAKE_DATASETS",
            "write_all"]

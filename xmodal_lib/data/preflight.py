@@ -14,7 +14,7 @@ from typing import Iterable
 
 from tqdm.auto import tqdm
 
-from .index import DataError, Record, SBIRIndex
+from xmodal_lib.data.index import DataError, Record, SBIRIndex
 
 #: ``(path, size, mtime_ns)`` of files that decoded fine in this process.
 _CHECKED: set[tuple[str, int, int]] = set()
@@ -33,7 +33,7 @@ def _stamp(r: Record) -> tuple[str, int, int] | None:
 
 def check_record(r: Record) -> str | None:
     """``None`` when ``r`` decodes (and a sketch has ink), else the reason (without the path)."""
-    from .transforms import INK_THRESHOLD, MAX_PIXELS, ink_bbox, load_pil, to_white_background
+    from xmodal_lib.data.transforms import INK_THRESHOLD, MAX_PIXELS, ink_bbox, load_pil, to_white_background
 
     try:
         im = load_pil(r, MAX_PIXELS)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .index import DataError, Record, SBIRIndex
-from .safe_pickle import safe_load
-from .strokes import validate_strokes
+from xmodal_lib.data.index import DataError, Record, SBIRIndex
+from xmodal_lib.data.safe_pickle import safe_load
+from xmodal_lib.data.strokes import validate_strokes
 
 IMG_EXT = (".png", ".jpg", ".jpeg")
 

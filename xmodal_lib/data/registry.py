@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .index import DataError, SBIRIndex
-from .manifest import read_manifest
-from .qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
-from .sake import read_sake
-from .sketchy import read_sketchy
-from .synthetic import SyntheticConfig, open_synthetic, open_synthetic_fg
+from xmodal_lib.data.index import DataError, SBIRIndex
+from xmodal_lib.data.manifest import read_manifest
+from xmodal_lib.data.qmul import read_qmul_v1, read_qmul_v2, read_qmul_v2_pickle
+from xmodal_lib.data.sake import read_sake
+from xmodal_lib.data.sketchy import read_sketchy
+from xmodal_lib.data.synthetic import SyntheticConfig, open_synthetic, open_synthetic_fg
 
 KINDS: tuple[str, ...] = ("synthetic", "synthetic_fg", "sketchy", "sake", "qmul_v1", "qmul_v2",
                           "qmul_v2_pickle", "manifest")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .index import DataError
+from xmodal_lib.data.index import DataError
 
 #: (module, name) pairs the unpickler may resolve. Nothing else is importable.
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({

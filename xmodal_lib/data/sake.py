@@ -31,9 +31,9 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from .index import DataError, Record, SBIRIndex, data_warning
-from .splits import read_cname_cid
-from .textio import read_text
+from xmodal_lib.data.index import DataError, Record, SBIRIndex, data_warning
+from xmodal_lib.data.splits import read_cname_cid
+from xmodal_lib.data.textio import read_text
 
 
 def _find_split_dir(root: Path) -> Path:

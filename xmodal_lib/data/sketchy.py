@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .index import DataError, Record, SBIRIndex, data_warning
-from .splits import normalize_name, packaged_split, packaged_split_source, read_cname_cid
+from xmodal_lib.data.index import DataError, Record, SBIRIndex, data_warning
+from xmodal_lib.data.splits import normalize_name, packaged_split, packaged_split_source, read_cname_cid
 
 PHOTO_EXT = (".jpg", ".jpeg", ".png")
 SKETCH_EXT = (".png", ".jpg", ".jpeg", ".svg")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .index import DataError
-from .textio import decode_text, read_text
+from xmodal_lib.data.index import DataError
+from xmodal_lib.data.textio import decode_text, read_text
 
 KNOWN_SPLITS: tuple[str, ...] = ("Sketchy/zeroshot1", "Sketchy/zeroshot0", "TUBerlin/zeroshot", "QuickDraw/zeroshot")
 

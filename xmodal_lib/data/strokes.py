@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .index import DataError
+from xmodal_lib.data.index import DataError
 
 
 def validate_strokes(arr: object, source: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .synthetic_shapes import Part
+from xmodal_lib.data.synthetic_shapes import Part
 
 G = np.random.Generator
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .index import DataError
+from xmodal_lib.data.index import DataError
 
 
 def decode_text(data: bytes, source: str) -> str:

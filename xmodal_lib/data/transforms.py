@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .index import DataError, Record
-from .safe_pickle import safe_load
-from .strokes import render_strokes
+from xmodal_lib.data.index import DataError, Record
+from xmodal_lib.data.safe_pickle import safe_load
+from xmodal_lib.data.strokes import render_strokes
 
 #: Largest image (in pixels) we decode; larger files are refused as decompression bombs.
 MAX_PIXELS: int = 40_000_000

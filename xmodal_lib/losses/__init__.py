@@ -1,1 +1,5 @@
-"""Loss functions: pure tensor functions (no distribution, no I/O), one family per module."""
+"""Losses shared by several methods (triplet margin losses): pure tensor functions, no distribution, no I/O.
+
+A method's own losses live beside its model: ``xmodal_lib.methods.<method>.losses`` (XModalViT:
+``xaqc`` and ``rkd``).
+"""

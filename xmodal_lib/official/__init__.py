@@ -7,10 +7,10 @@
 * :mod:`.evaluate` — the papers' protocols from a checkpoint, next to the reported numbers.
 * :mod:`.commands` — ``xmodal convert-official`` and ``xmodal evaluate``.
 """
-from .keymap import KeyMappingError
-from .loaders import (convert_official, load_converted, load_official_student, load_official_teacher,
+from xmodal_lib.official.keymap import KeyMappingError
+from xmodal_lib.official.loaders import (convert_official, load_converted, load_official_student, load_official_teacher,
                       load_official_zse)
-from .safe_load import UntrustedPickleError, read_official
+from xmodal_lib.official.safe_load import UntrustedPickleError, read_official
 
 __all__ = ["KeyMappingError", "UntrustedPickleError", "read_official", "load_official_zse",
            "load_official_teacher", "load_official_student", "convert_official", "load_converted"]

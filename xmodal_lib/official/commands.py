@@ -70,14 +70,14 @@ def _heads(p: argparse.ArgumentParser) -> None:
 
 
 def _xmodalvit_kind(path: Path) -> str:
-    from .safe_load import read_official, state_dict_of
+    from xmodal_lib.official.safe_load import read_official, state_dict_of
 
     sd, _ = state_dict_of(read_official(path), str(path))
     return "teacher" if any(k.startswith("x_modal_transformers.") for k in sd) else "student"
 
 
 def _load(path: Path, kind: str, args: argparse.Namespace):
-    from .loaders import load_checkpoint
+    from xmodal_lib.official.loaders import load_checkpoint
 
     heads = args.teacher_heads if kind == "teacher" else args.student_heads
     return load_checkpoint(path, kind, sa_heads=args.sa_heads, ca_heads=args.ca_heads, vit_heads=heads,
@@ -86,7 +86,7 @@ def _load(path: Path, kind: str, args: argparse.Namespace):
 
 def run_convert(args: argparse.Namespace) -> int:
     """``xmodal convert-official``: prints every written stem."""
-    from .loaders import convert_official
+    from xmodal_lib.official.loaders import convert_official
 
     srcs = sorted(args.src.glob("*.pth")) if args.src.is_dir() else [args.src]
     if not srcs:
@@ -106,7 +106,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``xmodal evaluate``: prints the report table (and writes JSON with ``--json``)."""
-    from .evaluate import evaluate_xmodalvit, evaluate_zse, format_report
+    from xmodal_lib.official.evaluate import evaluate_xmodalvit, evaluate_zse, format_report
 
     if args.method == "zse":
         model = _load(args.checkpoint, "zse", args)
@@ -121,7 +121,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  setting=args.setting, device=args.device, batch_size=args.batch_size)
     print(format_report(res))
     if args.json:
-        from ..atomic_io import atomic_write_json
+        from xmodal_lib.infra.atomic_io import atomic_write_json
 
         atomic_write_json(args.json, res)
     return 0
@@ -129,9 +129,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Dispatch for :mod:`xmodal_lib.cli`; errors in the input become one ``error:`` line, status 2."""
-    from ..data.index import DataError
-    from .keymap import KeyMappingError
-    from .safe_load import UntrustedPickleError
+    from xmodal_lib.data.index import DataError
+    from xmodal_lib.official.keymap import KeyMappingError
+    from xmodal_lib.official.safe_load import UntrustedPickleError
 
     try:
         return run_convert(args) if args.command == "convert-official" else run_evaluate(args)

@@ -11,7 +11,7 @@ ZSE-SBIR (:func:`evaluate_zse`): the unseen-class test lists of a SAKE-format sp
 
 Metrics per setting as in the paper: Sketchy-Ext 25 and TU-Berlin-Ext mAP@all + Prec@100,
 Sketchy-Ext 21 mAP@200 + Prec@200, QuickDraw-Ext mAP@all + Prec@200, computed by the metric
-engine under the official conventions (:data:`xmodal_lib.reported.CONVENTIONS`).
+engine under the official conventions (:data:`xmodal_lib.methods.reported.CONVENTIONS`).
 ``precision``: ``fp32``; ``bf16`` / ``fp16`` run SA, CA and RN under autocast — the official
 ``test.py`` instead casts the whole model to fp16 (``model.half()``), so fp16 here is close to,
 not bit-equal with, the official run. Ties are ranked stably (the official argsort is unstable).
@@ -38,12 +38,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..data.datasets import preload
-from ..data.sake import read_sake
-from ..data.transforms import ImageLoader
-from ..reported import CONVENTIONS, SETTINGS, reported_for
-from ..retrieval.metrics import category_metrics
-from ..devices import resolve_device
+from xmodal_lib.data.datasets import preload
+from xmodal_lib.data.sake import read_sake
+from xmodal_lib.data.transforms import ImageLoader
+from xmodal_lib.methods.reported import CONVENTIONS, SETTINGS, reported_for
+from xmodal_lib.retrieval.metrics import category_metrics
+from xmodal_lib.infra.devices import resolve_device
 
 __all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit",
            "format_report", "find_role", "evaluate_official"]
@@ -105,7 +105,7 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
 
     ``rn_max_pairs``: above this many sketch-photo pairs exhaustive ``rn`` is replaced by
     ``rn_rerank`` (and the report says so); None = no limit."""
-    from ..pipelines.zse_eval import build_cache, scores_ret, scores_rn, scores_rn_rerank
+    from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn, scores_rn_rerank
 
     bad = [m for m in modes if m not in _ZSE_OURS]
     if bad or not modes:
@@ -124,7 +124,7 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     size = int(model.cfg.img_size)
     t0 = time.perf_counter()
     if preprocess == "official":
-        from ..data.official_crop import OfficialZSELoader
+        from xmodal_lib.data.official_crop import OfficialZSELoader
 
         sk_loader: Any = OfficialZSELoader(size)
         ph_loader: Any = sk_loader
@@ -169,10 +169,10 @@ def evaluate_xmodalvit(photo_student: nn.Module, sketch_student: nn.Module, data
                        dataset: str = "qmul_v2", teacher: nn.Module | None = None, setting: str | None = None,
                        device: str = "auto", batch_size: int = 64) -> dict[str, Any]:
     """FG-SBIR acc@1/5/10 of the students on the test split of ``dataset`` (``open_dataset`` kind)."""
-    from ..data import open_dataset
-    from ..models.xmodalvit import StudentPair
-    from ..pipelines.xmodalvit import evaluate, teacher_pair_retrieval
-    from ..pipelines.xmodalvit_data import index_to_tensors
+    from xmodal_lib.data import open_dataset
+    from xmodal_lib.methods.xmodalvit.model import StudentPair
+    from xmodal_lib.methods.xmodalvit.pipeline import evaluate, teacher_pair_retrieval
+    from xmodal_lib.methods.xmodalvit.data import index_to_tensors
 
     if setting is not None and setting not in ("shoe_v2", "chair_v2", "sketchy_fg"):
         raise ValueError(f"setting: expected 'shoe_v2', 'chair_v2' or 'sketchy_fg', got {setting!r}")
@@ -255,7 +255,7 @@ def evaluate_official(method: str, checkpoint: str | Path, data_root: str | Path
     ``sketch_student_*`` (and ``teacher_*`` with ``with_teacher``). ``setting`` may also be a
     notebook ``PAPER_DATASET`` (shoev2 / chairv2 / sketchy). ``options``: ``sa_heads``, ``ca_heads``,
     ``student_heads``, ``teacher_heads`` and ``rn_max_pairs`` (zse). The result has ``"report"`` (text)."""
-    from .loaders import load_checkpoint
+    from xmodal_lib.official.loaders import load_checkpoint
 
     if data_root is None:
         raise ValueError("OFFICIAL_CHECKPOINT needs DATA_ROOT: the dataset to evaluate on")

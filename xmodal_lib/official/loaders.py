@@ -1,7 +1,7 @@
 """Build our models from the authors' released checkpoints; convert them to safetensors + JSON.
 
 * :func:`zse_from_state_dict` / :func:`load_official_zse`: ZSE-SBIR ``best_checkpoint.pth`` ->
-  :class:`~xmodal_lib.models.zse.ZSESBIR` with the settings the released code implies
+  :class:`~xmodal_lib.methods.zse.model.ZSESBIR` with the settings the released code implies
   (:func:`official_zse_config`): conv tokenizer on both modalities, the code's CA Q/K assignment,
   the RN's raw memory view, SA LayerNorm eps 1e-5, token selection off.
 * :func:`teacher_from_state_dict` / :func:`student_from_state_dict` (and ``load_official_*``):
@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_tensors, save_weights
-from ..models.backbones import create_vit
-from ..models.xmodalvit import XModalStudent, XModalTeacher
-from ..models.zse import ZSEConfig, ZSESBIR
-from .keymap import (STUDENT_RULES, STUDENT_UNUSED, TEACHER_RULES, TEACHER_UNUSED, ZSE_RULES, ZSE_UNUSED,
+from xmodal_lib.infra.checkpoint import load_tensors, save_weights
+from xmodal_lib.layers.backbones import create_vit
+from xmodal_lib.methods.xmodalvit.model import XModalStudent, XModalTeacher
+from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
+from xmodal_lib.official.keymap import (STUDENT_RULES, STUDENT_UNUSED, TEACHER_RULES, TEACHER_UNUSED, ZSE_RULES, ZSE_UNUSED,
                      KeyMappingError, remap)
-from .safe_load import read_official, state_dict_of
+from xmodal_lib.official.safe_load import read_official, state_dict_of
 
 __all__ = ["official_zse_config", "zse_from_state_dict", "load_official_zse", "vit_geometry",
            "teacher_from_state_dict", "student_from_state_dict", "load_official_teacher",

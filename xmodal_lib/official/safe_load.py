@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UntrustedPickleError as _UntrustedPickleError
+from xmodal_lib.infra.errors import UntrustedPickleError as _UntrustedPickleError
 
 __all__ = ["NUMPY_GLOBALS", "UntrustedPickleError", "read_official", "state_dict_of"]
 

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..devices import module_device
+from xmodal_lib.infra.devices import module_device
 
 __all__ = ["model_fingerprint", "record_key", "EmbeddingCache", "embed_records", "embed_images", "resolve_precision"]
 
@@ -53,7 +53,7 @@ def record_key(record) -> str:
     try:
         st = file.stat()
     except OSError as e:
-        from ..data.index import DataError
+        from xmodal_lib.data.index import DataError
 
         raise DataError(f"embed cache: cannot read {file} ({e})") from e
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
@@ -75,7 +75,7 @@ class EmbeddingCache:
         if not name or any(c in name for c in "\\:*?\"<>|"):
             raise ValueError(f"embed cache name must be a plain non-empty string, got {name!r}")
         if root is None:
-            from ..paths import cache_dir
+            from xmodal_lib.infra.paths import cache_dir
 
             root = cache_dir() / "embeddings"
         stem = name.replace("/", "__")

@@ -189,7 +189,7 @@ def sharded_topk(q: torch.Tensor, g: torch.Tensor, k: int, metric: str = "cosine
         return ShardedFaissIndex(torch.as_tensor(g).shape[1], metric).add(g, shards).search(q, k)
     if backend != "torch":
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    from .search import topk
+    from xmodal_lib.retrieval.search import topk
 
     g = torch.as_tensor(g)
     if torch.as_tensor(q).ndim != 2 or g.ndim != 2:

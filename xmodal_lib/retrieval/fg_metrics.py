@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .ranking import check_finite, row_parallel
-from .scores import check_scores as _check_scores
-from .scores import chunk_rows as _chunk_rows
+from xmodal_lib.retrieval.ranking import check_finite, row_parallel
+from xmodal_lib.retrieval.scores import check_scores as _check_scores
+from xmodal_lib.retrieval.scores import chunk_rows as _chunk_rows
 
 __all__ = ["fg_ranks", "fg_accuracy"]
 

@@ -54,12 +54,12 @@ from typing import Iterable, Iterator, Sequence
 
 import torch
 
-from .fg_metrics import fg_accuracy, fg_ranks  # noqa: F401  (re-exported: one import for every metric)
-from .ranking import TIES as _TIES
-from .ranking import LabelIndex, ranked_hits, row_parallel
-from .scores import DEFAULT_CHUNK_ELEMENTS, encode_labels
-from .scores import check_scores as _check_scores
-from .scores import chunk_rows as _chunk_rows
+from xmodal_lib.retrieval.fg_metrics import fg_accuracy, fg_ranks  # noqa: F401  (re-exported: one import for every metric)
+from xmodal_lib.retrieval.ranking import TIES as _TIES
+from xmodal_lib.retrieval.ranking import LabelIndex, ranked_hits, row_parallel
+from xmodal_lib.retrieval.scores import DEFAULT_CHUNK_ELEMENTS, encode_labels
+from xmodal_lib.retrieval.scores import check_scores as _check_scores
+from xmodal_lib.retrieval.scores import chunk_rows as _chunk_rows
 
 __all__ = [
     "fg_ranks",
@@ -331,7 +331,7 @@ def category_metrics_from_embeddings(query_emb: torch.Tensor, gallery_emb: torch
     ``device`` where scores are computed (default: the gallery's). Returns the same dict as
     :func:`category_metrics`, or the per-query float64 tensors if ``per_query``.
     """
-    from .search import iter_score_chunks
+    from xmodal_lib.retrieval.search import iter_score_chunks
 
     ql, gl = encode_labels(query_labels, gallery_labels)
     if ql.numel() != query_emb.shape[0] or gl.numel() != gallery_emb.shape[0]:

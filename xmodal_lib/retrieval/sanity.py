@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .metrics import category_metrics
+from xmodal_lib.retrieval.metrics import category_metrics
 
 __all__ = ["QueryIndependentWarning", "label_permutation_test", "binomial_p_value", "same_topk_fraction",
            "check_query_dependent", "query_dependence"]

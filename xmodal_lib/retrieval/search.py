@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from .codes import hamming_distance, hamming_scores_matmul, hamming_topk, pack_bits, to_codes, unpack_bits
+from xmodal_lib.retrieval.codes import hamming_distance, hamming_scores_matmul, hamming_topk, pack_bits, to_codes, unpack_bits
 
 __all__ = [
     "METRICS", "similarity", "topk", "Gallery", "Hits",
@@ -188,7 +188,7 @@ class Gallery:
         from safetensors import SafetensorError  # type: ignore[attr-defined]
         from safetensors.torch import load_file
 
-        from ..data.index import DataError
+        from xmodal_lib.data.index import DataError
 
         st, js = cls._paths(path)
         for f in (st, js):

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .metrics import category_metrics, encode_labels
+from xmodal_lib.retrieval.metrics import category_metrics, encode_labels
 
 __all__ = ["tie_robust_metrics", "fair_category_metrics", "integer_valued", "DEFAULT_TIE_DRAWS"]
 

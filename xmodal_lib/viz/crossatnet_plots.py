@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from ..models.gcn import cosine_distances
-from .explain import denormalize
+from xmodal_lib.methods.crossatnet.gcn import cosine_distances
+from xmodal_lib.viz.explain import denormalize
 
 
 

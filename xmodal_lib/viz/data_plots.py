@@ -12,11 +12,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..data.index import Record, SBIRIndex
+from xmodal_lib.data.index import Record, SBIRIndex
 
 
 def _loader(size: int) -> Any:
-    from ..data.transforms import ImageLoader
+    from xmodal_lib.data.transforms import ImageLoader
 
     return ImageLoader(size=size, normalize="none")
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import NORMS  # (mean, std) of every input normalisation
+from xmodal_lib.data.transforms import NORMS  # (mean, std) of every input normalisation
 
 Match = tuple[int, int, float]
 

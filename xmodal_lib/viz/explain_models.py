@@ -19,8 +19,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..devices import module_device
-from . import explain as ex
+from xmodal_lib.infra.devices import module_device
+from xmodal_lib.viz import explain as ex
 
 
 @contextmanager

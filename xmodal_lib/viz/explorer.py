@@ -18,14 +18,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..retrieval.sanity import check_query_dependent
-from . import explain as ex
-from ..devices import module_device
-from .explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
+from xmodal_lib.retrieval.sanity import check_query_dependent
+from xmodal_lib.viz import explain as ex
+from xmodal_lib.infra.devices import module_device
+from xmodal_lib.viz.explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
                              crossatnet_pair_figure, explain, explain_pair, pair_figure, xmodal_explain,
                              xmodal_pair_figure, zse_attention_figure, zse_explain, zse_pair_figure)
-from .layout import clear_titles
-from .retrieval_plots import plot_retrieval_strips, strip_row
+from xmodal_lib.viz.layout import clear_titles
+from xmodal_lib.viz.retrieval_plots import plot_retrieval_strips, strip_row
 
 __all__ = [
     "METHODS", "Explanation", "explain", "pair_figure", "zse_explain", "zse_attention_figure", "zse_pair_figure",
@@ -77,7 +77,7 @@ class ExplorerGallery:
     @torch.no_grad()
     def search(self, sketch: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` (scores, gallery indices) for one preprocessed sketch ``(3, H, W)``."""
-        from ..retrieval.search import topk
+        from xmodal_lib.retrieval.search import topk
 
         self.model.eval()
         q = self.model.encode_sketch(_batch(sketch, self.model)).cpu()  # (1, D)
@@ -120,7 +120,7 @@ Stroke = Sequence[tuple[float, float]]
 
 def strokes_to_array(strokes: Sequence[Stroke]) -> np.ndarray:
     """Polylines ``[[(x, y), ...], ...]`` -> stroke array ``(n, 3)`` (x, y, pen-end) of :mod:`data.strokes`."""
-    from ..data.index import DataError
+    from xmodal_lib.data.index import DataError
 
     rows = []
     for s in strokes:
@@ -139,7 +139,7 @@ def strokes_to_image(strokes: Sequence[Stroke], size: int = 256, canvas_size: fl
                      width: float = 3.0):
     """Rasterise canvas strokes (pixels of a ``canvas_size`` square) into an ``L`` PIL image,
     using the project's stroke renderer (:func:`xmodal_lib.data.strokes.render_strokes`)."""
-    from ..data.strokes import render_strokes
+    from xmodal_lib.data.strokes import render_strokes
 
     return render_strokes(strokes_to_array(strokes), size=size, frame=canvas_size, width=width,
                           source="<drawing>")
@@ -151,7 +151,7 @@ def sketch_image_to_tensor(image, loader) -> torch.Tensor:
     The image is written losslessly to a temporary PNG and loaded as a sketch record, so a drawn
     sketch gets the same crop / resize / normalisation as a sketch file.
     """
-    from ..data.index import Record
+    from xmodal_lib.data.index import Record
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "drawing.png"

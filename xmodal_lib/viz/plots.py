@@ -7,7 +7,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 
-from ..paths import figures_dir
+from xmodal_lib.infra.paths import figures_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]

@@ -1,7 +1,7 @@
 """Retrieval figures and tables: PR curves, per-class AP, retrieval strips, results vs reported.
 
 Numbers come from the metric engine (``xmodal_lib.retrieval.metrics``); this module only groups
-and draws them. Reported numbers come from :mod:`xmodal_lib.reported` and are placed beside ours
+and draws them. Reported numbers come from :mod:`xmodal_lib.methods.reported` and are placed beside ours
 only where the setting and the metric convention match, in columns marked "(reported)".
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .. import reported as rep
-from ..retrieval import metrics as M
-from ..retrieval.sanity import check_query_dependent
-from .explain import to_display_image
+from xmodal_lib.methods import reported as rep
+from xmodal_lib.retrieval import metrics as M
+from xmodal_lib.retrieval.sanity import check_query_dependent
+from xmodal_lib.viz.explain import to_display_image
 
 CORRECT, WRONG, UNKNOWN = "#1a9850", "#d73027", "#999999"
 
@@ -186,7 +186,7 @@ def results_table(ours: Mapping[str, Mapping[str, float]], setting: str | None,
     """Our numbers (rows = our methods) with a ``"<metric> (reported)"`` column beside each metric
     for which a published counterpart exists in exactly this ``setting``.
 
-    ``ours`` = ``{method_key: {metric: value}}`` with method keys as in :mod:`xmodal_lib.reported`
+    ``ours`` = ``{method_key: {metric: value}}`` with method keys as in :mod:`xmodal_lib.methods.reported`
     (``zse_ret``, ``zse_rn``, ``crossatnet``, ``xmodalvit`` ...). Returns a pandas DataFrame
     (index = method). With ``setting=None`` (e.g. synthetic data) no reported column appears.
     """
@@ -203,7 +203,7 @@ def results_table(ours: Mapping[str, Mapping[str, float]], setting: str | None,
     df = pd.DataFrame(data, index=list(ours))
     df.index.name = "method"
     df.attrs["setting"] = setting
-    df.attrs["note"] = ("'(reported)' columns are published numbers (xmodal_lib.reported), not measured here"
+    df.attrs["note"] = ("'(reported)' columns are published numbers (xmodal_lib.methods.reported), not measured here"
                         if any(c.endswith("(reported)") for c in df.columns)
                         else f"no published number exists for setting {setting!r}: nothing reported is shown")
     return df

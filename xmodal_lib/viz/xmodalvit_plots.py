@@ -1,5 +1,5 @@
 """XModalViT figures and diagnostics: XMA attention over both images, and how much of the teacher's
-fused embedding each modality explains (re-exported by :mod:`xmodal_lib.pipelines.xmodalvit`; every figure lives in :mod:`xmodal_lib.viz`)."""
+fused embedding each modality explains (re-exported by :mod:`xmodal_lib.methods.xmodalvit.pipeline`; every figure lives in :mod:`xmodal_lib.viz`)."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..devices import module_device
+from xmodal_lib.infra.devices import module_device
 
 __all__ = ["xma_attention_grids", "plot_xma_attention", "plot_teacher_val", "teacher_modality_share"]
 
@@ -104,12 +104,12 @@ def plot_teacher_val(val_rows: Sequence[Mapping[str, float]], split, data_name: 
 
     ``split`` is the validation :class:`FGTensors` (train pairs held out from training, never the
     test split); its query/gallery structure is that of
-    :func:`xmodal_lib.pipelines.xmodalvit.teacher_pair_retrieval`: every sketch ranks the photos
+    :func:`xmodal_lib.methods.xmodalvit.pipeline.teacher_pair_retrieval`: every sketch ranks the photos
     that have a sketch, with the teacher's fused embeddings (a sanity check, not sketch-to-photo
     retrieval)."""
     import matplotlib.pyplot as plt
 
-    from ..retrieval.chance import fg_chance_metrics
+    from xmodal_lib.retrieval.chance import fg_chance_metrics
 
     has = [p for p, s in enumerate(split.sketches_of()) if s]
     pos = {p: i for i, p in enumerate(has)}
