@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from xmodal_lib import __version__
+from xmodal_lib.infra import paths
+from xmodal_lib.infra.errors import Interrupted, XModalError, one_line
+from xmodal_lib.infra.paths import runs_dir
+from xmodal_lib.run.params import ConfigError, parse_value, preset
+from xmodal_lib.run.runner import NotebookFailed, discover_notebooks, notebook_parameters, profile_params, reproduce
 
 TRAIN_METHODS = ("xmodalvit-teacher", "xmodalvit-students", "xmodalvit-baseline", "crossatnet", "zse")
 
@@ -29,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--notebooks-dir", type=Path, default=None)
     ls.add_argument("--all", action="store_true", help="every parameter, not only those the profile changes")
 
-    from xmodal_lib.official import commands as official_commands  # convert-official, evaluate
+    from xmodal_lib.official import commands as official_commands  # lazy: keeps cli free of torch at import; convert-official, evaluate
 
     official_commands.add_subparsers(sub)
     return ap
@@ -107,9 +115,6 @@ def _add_train(sub: Any) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from xmodal_lib.infra import paths
-    from xmodal_lib.run.runner import discover_notebooks, notebook_parameters, profile_params
-
     nb_dir = args.notebooks_dir or paths.notebooks_dir()
     for nb in discover_notebooks(nb_dir):
         defaults = notebook_parameters(nb)
@@ -126,10 +131,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from xmodal_lib.run.runner import NotebookFailed, reproduce
-
     try:
-        import papermill  # noqa: F401
+        import papermill  # lazy: optional dependency, ImportError handled; noqa: F401
     except ImportError:
         print('error: xmodal reproduce needs papermill: pip install -e ".[notebooks]"', file=sys.stderr)
         return 2
@@ -148,8 +151,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except NotebookFailed as err:
-        from xmodal_lib.infra.errors import one_line
-
         print(f"error: {one_line(err)} (manifest: {err.run_dir / 'manifest.json'})", file=sys.stderr)
         return 1
     return 0  # bad input, other failures and interruptions: main()'s one error surface
@@ -158,8 +159,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
     """``KEY=VALUE`` items read by :func:`xmodal_lib.run.params.parse_value` (the same reader as
     ``xmodal reproduce -p``); keys are field names in either case (``lr`` or ``LR``)."""
-    from xmodal_lib.run.params import ConfigError, parse_value
-
     out: dict[str, Any] = {}
     for text in items:
         key, sep, raw = text.partition("=")
@@ -179,16 +178,14 @@ def _make_config(method: str, profile: str, dataset: str | None, params: dict[st
     """The method's notebook config under ``profile`` (its YAML file, :func:`xmodal_lib.run.params.preset`),
     then the paper dataset's values (the method's ``PAPER_DATASETS``), then ``-p``: one bind, so
     unknown keys, types and ranges are refused as the notebooks refuse them."""
-    from xmodal_lib.run.params import ConfigError, preset
-
     over: dict[str, Any] = {}
     if dataset is not None:
         if method.startswith("xmodalvit"):
-            from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS as table
+            from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS as table  # lazy: only needed on this branch
         elif method == "crossatnet":
-            from xmodal_lib.methods.crossatnet.config import PAPER_DATASETS as table
+            from xmodal_lib.methods.crossatnet.config import PAPER_DATASETS as table  # lazy: only needed on this branch
         else:
-            from xmodal_lib.methods.zse.pipeline import PAPER_DATASETS as table
+            from xmodal_lib.methods.zse.pipeline import PAPER_DATASETS as table  # lazy: only needed on this branch
         if profile != "paper" or dataset not in table:
             raise ConfigError(f"--dataset {dataset!r}: expected one of {', '.join(table)} with --profile paper")
         over.update(table[dataset])
@@ -197,7 +194,7 @@ def _make_config(method: str, profile: str, dataset: str | None, params: dict[st
 
 def _rank0_first(fn: Callable[[], Any]) -> Any:
     """``fn()`` on rank 0 first (it may generate or cache files), then on the other ranks."""
-    from xmodal_lib.infra import distributed as D
+    from xmodal_lib.infra import distributed as D  # lazy: keeps cli free of torch at import
 
     if D.is_main_process():
         out = fn()
@@ -210,12 +207,12 @@ def _rank0_first(fn: Callable[[], Any]) -> Any:
 def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool, options: Any):
     """Run the method's pipeline training with ``options`` (:class:`~xmodal_lib.engine.train.FitOptions`:
     ``--loop`` fields, ``--resume-changed``); returns ``(TrainResult, artefact path or None, evaluate())``."""
-    from xmodal_lib.infra import distributed as D
-    from xmodal_lib.run.artifacts import save_model
+    from xmodal_lib.infra import distributed as D  # lazy: keeps cli free of torch at import
+    from xmodal_lib.run.artifacts import save_model  # lazy: keeps cli free of torch at import
 
     main = D.is_main_process()
     if args.method.startswith("xmodalvit"):
-        from xmodal_lib.methods.xmodalvit import pipeline as xv
+        from xmodal_lib.methods.xmodalvit import pipeline as xv  # lazy: only needed on this branch
 
         data = _rank0_first(lambda: xv.load_data(cfg, progress=progress))
         if args.method == "xmodalvit-teacher":
@@ -235,14 +232,14 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
         path = save_model(students, out / "students", cfg) if main else None
         return res, path, lambda: xv.evaluate(students, data.test, cfg.eval_metric, cfg.eval_batch_size)
     if args.method == "crossatnet":
-        from xmodal_lib.methods.crossatnet import pipeline as cat
+        from xmodal_lib.methods.crossatnet import pipeline as cat  # lazy: only needed on this branch
 
         index = _rank0_first(lambda: cat.load_index(cfg))
         trained = cat.train(cfg, index.subset("train"), out, progress=progress, resume=args.resume, options=options)
         path = cat.save_artifact(trained.net, cfg) if main else None
         return trained.result, path, lambda: cat.evaluate(
             trained.net, cat.embed_test(trained.net, index.subset("test"), cfg), cfg.metrics)
-    from xmodal_lib.methods.zse import pipeline as zse
+    from xmodal_lib.methods.zse import pipeline as zse  # lazy: keeps cli free of torch at import
 
     index = _rank0_first(lambda: zse.load_index(cfg))
     model, res, _, _ = zse.train_zero_shot(cfg, out, index, resume=args.resume, progress=progress, options=options)
@@ -251,12 +248,9 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import json
-
-    from xmodal_lib.infra import distributed as D
-    from xmodal_lib.infra.paths import runs_dir
-    from xmodal_lib.infra.checkpoint import ensure_writable_dir
-    from xmodal_lib.engine.train import FitOptions
+    from xmodal_lib.infra import distributed as D  # lazy: keeps cli free of torch at import
+    from xmodal_lib.infra.checkpoint import ensure_writable_dir  # lazy: keeps cli free of torch at import
+    from xmodal_lib.engine.train import FitOptions  # lazy: keeps cli free of torch at import
 
     params = _parse_kv(args.param, "-p")
     options = FitOptions(loop=_parse_kv(args.loop, "--loop"), allow_changed_setup=args.resume_changed)
@@ -270,7 +264,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ensure_writable_dir(out, "--out")
     args.resume = args.resume or args.resume_changed
     if args.resume and not args.resume_changed:  # every rank (same files): a changed setup is refused now
-        from xmodal_lib.engine.resume import precheck
+        from xmodal_lib.engine.resume import precheck  # lazy: only needed on this branch
 
         precheck(out, cfg.to_dict())
     progress = not args.no_progress and D.is_main_process()
@@ -309,11 +303,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(err: BaseException, debug: bool) -> int:
     """Print ``err`` as one line (and the traceback with ``debug``); return the exit status."""
-    import signal
-    import traceback
-
-    from xmodal_lib.infra.errors import Interrupted, XModalError, one_line
-
     if debug:
         traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
     if isinstance(err, KeyboardInterrupt):
@@ -340,7 +329,7 @@ def _dispatch(argv: list[str]) -> int:
     if args.command == "list":
         return _cmd_list(args)
     if args.command in ("convert-official", "evaluate"):
-        from xmodal_lib.official import commands as official_commands
+        from xmodal_lib.official import commands as official_commands  # lazy: only needed on this branch
 
         return official_commands.main(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -37,6 +37,6 @@ __all__ = ["Record", "SBIRIndex", "DataError", "DataWarning", "open_dataset", "K
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
+        import importlib  # lazy: only needed on this branch
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

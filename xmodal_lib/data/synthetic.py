@@ -41,6 +41,7 @@ from xmodal_lib.data.cache_manifest import build_manifest, differing_files
 from xmodal_lib.data.index import DataError, SBIRIndex, data_warning
 from xmodal_lib.data.synthetic_render import render_photo, render_sketch, sample_pose
 from xmodal_lib.data.synthetic_shapes import SHAPES
+from xmodal_lib.infra.paths import cache_dir
 
 #: Bump when the drawing code changes so old caches are not reused.
 GENERATOR_VERSION = 3
@@ -191,7 +192,6 @@ def _write_fg(cfg: SyntheticConfig, out: Path) -> None:
 
 def default_root(cfg: SyntheticConfig) -> Path:
     """Cache folder of ``cfg``: ``paths.cache_dir()/synthetic/<cfg.key()>``."""
-    from xmodal_lib.infra.paths import cache_dir
     return cache_dir() / "synthetic" / cfg.key()
 
 
@@ -290,7 +290,7 @@ def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None =
     With ``cfg`` the benchmark is generated (or reused) at ``root`` (default: the cache); with
     only ``root`` an existing generated folder is read.
     """
-    from xmodal_lib.data.sake import read_sake
+    from xmodal_lib.data.sake import read_sake  # lazy: import cycle (xmodal_lib.data.sake imports xmodal_lib.data.synthetic)
     if root is None or cfg is not None:
         root = generate(cfg, root)
     root = Path(root)
@@ -303,7 +303,7 @@ def open_synthetic(cfg: SyntheticConfig | None = None, root: str | Path | None =
 def open_synthetic_fg(cfg: SyntheticConfig | None = None, root: str | Path | None = None,
                       category: str | None = None) -> SBIRIndex:
     """Instance-level index of one fine-grained category (QMUL-V2 folder layout)."""
-    from xmodal_lib.data.qmul import read_qmul_v2
+    from xmodal_lib.data.qmul import read_qmul_v2  # lazy: import cycle (xmodal_lib.data.qmul imports xmodal_lib.data.synthetic)
     if root is None or cfg is not None:
         cfg = cfg or SyntheticConfig.smoke()
         root = generate(cfg, root)

@@ -204,7 +204,7 @@ def wrap_step(model: nn.Module, step_fn: Callable, device: torch.device, trainab
     Parameters of ``model`` that require grad but are not in ``trainable`` are left out of DDP."""
     runner: nn.Module = StepModule(model, step_fn)
     if is_distributed():
-        from torch.nn.parallel import DistributedDataParallel as DDP
+        from torch.nn.parallel import DistributedDataParallel as DDP  # lazy: only needed on this branch
 
         ids = {id(p) for p in trainable}
         if not ids <= {id(p) for p in model.parameters()}:

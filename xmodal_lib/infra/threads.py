@@ -76,7 +76,7 @@ def prepare_environment() -> dict[str, str]:
 
 def apply_thread_policy() -> int:
     """``torch.set_num_threads(XMODAL_THREADS)`` when that knob is set; returns the thread count."""
-    import torch
+    import torch  # lazy: keeps infra.threads free of torch at import
 
     prepare_environment()
     n = _knob_threads(os.environ)

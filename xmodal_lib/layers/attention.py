@@ -30,8 +30,8 @@ IMPLS = ("fused", "explicit")
 
 def _switches(model: nn.Module) -> Iterator[tuple[nn.Module, str]]:
     """(module, flag attribute) of every switchable attention module in ``model``."""
-    from xmodal_lib.methods.xmodalvit.model import CrossAttention as XMACrossAttention
-    from xmodal_lib.methods.zse.ca import CrossAttentionLayer as ZSECALayer
+    from xmodal_lib.methods.xmodalvit.model import CrossAttention as XMACrossAttention  # lazy: upward import (layers -> methods)
+    from xmodal_lib.methods.zse.ca import CrossAttentionLayer as ZSECALayer  # lazy: upward import (layers -> methods)
 
     for m in model.modules():
         if isinstance(m, (XMACrossAttention, ZSECALayer)):

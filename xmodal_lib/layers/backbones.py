@@ -16,6 +16,8 @@ timm (<= 0.5) where ``forward_features`` returned a pooled vector (methods_spec.
 """
 from __future__ import annotations
 
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 import timm
 import torch
 from torch import Tensor, nn
+
+from xmodal_lib.infra.errors import CheckpointError, UntrustedPickleError
 
 __all__ = ["create_vit", "load_weights_file", "tokens", "cls_embedding"]
 
@@ -38,7 +42,7 @@ def load_weights_file(path: str | Path) -> dict[str, Tensor]:
     if not p.is_file():
         raise ValueError(f"pretrained={str(path)!r}: weight file not found")
     if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # lazy: only needed on this branch
 
         return dict(load_file(str(p)))
     if p.suffix in (".pth", ".pt", ".bin", ".ckpt"):
@@ -57,11 +61,6 @@ def _torch_load_refusing_code(p: Path, source: str) -> Any:
 
     torch's own message advises ``weights_only=False`` (running the file's code), the one thing not
     to do with an untrusted file, so it is replaced by ours (``from None``), naming what it wanted."""
-    import pickle
-    import re
-
-    from xmodal_lib.infra.errors import CheckpointError, UntrustedPickleError
-
     try:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -89,7 +88,7 @@ def _adapt_state_dict(sd: dict[str, Tensor], model: nn.Module, source: str) -> d
             del sd[k]
         warnings.warn(f"{source}: classifier head {dropped} ignored (num_classes differs from the file)")
     if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
-        from timm.layers import resample_abs_pos_embed
+        from timm.layers import resample_abs_pos_embed  # lazy: only needed on this branch
 
         npt = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
         old = sd["pos_embed"]

@@ -24,6 +24,21 @@ from torch import Tensor
 
 from xmodal_lib.data.index import DataError, SBIRIndex
 from xmodal_lib.data.transforms import ImageLoader
+from xmodal_lib.infra.checkpoint import load_weights
+from xmodal_lib.infra.paths import artifacts_dir, shared_data_dir
+from xmodal_lib.layers.hybrid import PATCH_EMBEDS
+from xmodal_lib.methods import reported
+from xmodal_lib.methods.crossatnet import pipeline as C
+from xmodal_lib.methods.xmodalvit import pipeline as X
+from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS
+from xmodal_lib.methods.xmodalvit.data import standardize_images
+from xmodal_lib.methods.zse import pipeline as Z
+from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn
+from xmodal_lib.methods.zse.model import ZSESBIR
+from xmodal_lib.retrieval.codes import hamming_distance, pack_bits
+from xmodal_lib.retrieval.ties import fair_category_metrics
+from xmodal_lib.viz.explain import denormalize
+from xmodal_lib.viz.explorer import ExplorerGallery
 
 #: every metric convention of the engine shown in notebook 05 (see xmodal_lib.retrieval.metrics)
 ALL_METRICS = ("map_all_voc", "map_all", "map@200_voc", "map@200_strict", "map@200_lenient",
@@ -56,8 +71,7 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
-        from xmodal_lib.methods import reported
-        from xmodal_lib.run.params import profiles
+        from xmodal_lib.run.params import profiles  # lazy: upward import (methods -> run)
 
         if profiles() and self.profile not in profiles():
             raise ValueError(f"CompareConfig.profile: expected one of {profiles()}, got {self.profile!r}")
@@ -69,7 +83,6 @@ class CompareConfig:
         for n in ("zse_steps", "crossatnet_steps", "xmodal_teacher_steps", "xmodal_student_steps"):
             if int(getattr(self, n)) < 1:
                 raise ValueError(f"CompareConfig.{n}: expected >= 1, got {getattr(self, n)}")
-        from xmodal_lib.layers.hybrid import PATCH_EMBEDS
 
         if self.xmodal_patch_embed is not None and self.xmodal_patch_embed not in PATCH_EMBEDS:
             raise ValueError(f"XMODAL_PATCH_EMBED: expected None or one of {PATCH_EMBEDS}, got {self.xmodal_patch_embed!r}")
@@ -114,8 +127,6 @@ class MethodRun:
 
     def show(self, x: Tensor):
         """Display image(s) in [0, 1] of model inputs ``x`` ((3, H, W) or (N, 3, H, W))."""
-        from xmodal_lib.viz.explain import denormalize
-
         return denormalize(x, self.norm) if x.ndim == 3 else [denormalize(i, self.norm) for i in x]
 
 
@@ -123,7 +134,6 @@ def default_data_root(dataset: str, data_root: str | None) -> str | None:
     """``data_root``, or ``../shared/data/sketchy_mini`` for ``dataset="sketchy"`` when it exists."""
     if data_root is not None or dataset != "sketchy":
         return data_root
-    from xmodal_lib.infra.paths import shared_data_dir
 
     root = shared_data_dir()
     if root is None or not (root / "sketchy_mini").is_dir():
@@ -133,7 +143,7 @@ def default_data_root(dataset: str, data_root: str | None) -> str | None:
 
 def load_index(cfg: CompareConfig) -> SBIRIndex:
     """The zero-shot index (synthetic generated on demand)."""
-    from xmodal_lib.data import open_dataset
+    from xmodal_lib.data import open_dataset  # lazy: read at call time: tests patch open_dataset
 
     if cfg.dataset != "synthetic" and cfg.data_root is None:
         raise ValueError(f"CompareConfig.data_root is required for dataset={cfg.dataset!r}")
@@ -154,15 +164,13 @@ def test_index(cfg: CompareConfig, index: SBIRIndex) -> SBIRIndex:
 
 
 def _artifacts() -> Path:
-    from xmodal_lib.infra.paths import artifacts_dir
-
     return artifacts_dir()
 
 
 def _artifact(name: str, cfg: CompareConfig) -> Path | None:
     """``artifacts_dir()/<name>`` if it exists and was trained on ``cfg.dataset`` / ``cfg.split``
     (the artifact's ``info``, else its config's own dataset fields: :mod:`xmodal_lib.run.artifacts`)."""
-    from xmodal_lib.run.artifacts import exists, stored_info, stored_params
+    from xmodal_lib.run.artifacts import exists, stored_info, stored_params  # lazy: upward import (methods -> run)
 
     p = _artifacts() / name
     if not cfg.use_artifacts or not exists(p):
@@ -178,8 +186,8 @@ def _method_config(stem: str, cfg: CompareConfig, **over: Any) -> Any:
     first: how a CI run shrinks the models trained here to the scale of its notebooks 01-04), then
     ``over`` (this run's seed, device, data and step budget). One :func:`~xmodal_lib.run.params.bind`:
     every value is type- and range-checked, a key that is no parameter of ``stem`` is refused."""
-    from xmodal_lib.run.params import preset
-    from xmodal_lib.run.plan import load_yaml_params
+    from xmodal_lib.run.params import preset  # lazy: upward import (methods -> run)
+    from xmodal_lib.run.plan import load_yaml_params  # lazy: upward import (methods -> run)
 
     scale: dict[str, Any] = {}
     if cfg.scale_file:
@@ -192,10 +200,7 @@ def _method_config(stem: str, cfg: CompareConfig, **over: Any) -> Any:
 # --------------------------------------------------------------------------- ZSE-SBIR
 def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
-    from xmodal_lib.run.artifacts import load_model, save_model
-    from xmodal_lib.methods.zse.model import ZSESBIR
-    from xmodal_lib.methods.zse import pipeline as Z
-    from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn
+    from xmodal_lib.run.artifacts import load_model, save_model  # lazy: upward import (methods -> run)
 
     art = _artifact("zse_zero_shot", cfg)
     if art is not None:
@@ -226,9 +231,6 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
 # --------------------------------------------------------------------------- CrossATNet
 def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """CrossATNet: real-valued cosine and Hamming ranking with its longest hash code."""
-    from xmodal_lib.retrieval.codes import hamming_distance, pack_bits
-    from xmodal_lib.methods.crossatnet import pipeline as C
-
     art = _artifact(C.ARTIFACT, cfg)
     cc = _method_config("03_crossatnet_zero_shot", cfg, seed=cfg.seed, device=cfg.device,
                         max_steps=cfg.crossatnet_steps, epochs=None, dataset=cfg.dataset,
@@ -243,7 +245,7 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
         source = f"trained here: {trained.result.steps} steps on seen classes ({time.perf_counter() - t:.0f} s)"
         C.save_artifact(net, cc)
     net.eval().cpu()
-    from xmodal_lib.data import preload
+    from xmodal_lib.data import preload  # lazy: read at call time: tests patch preload
 
     ls, lp = C.image_loaders(cc)
     sk, ph = preload(test.sketches, ls, "sketches", False), preload(test.photos, lp, "photos", False)
@@ -262,9 +264,7 @@ def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_di
 # --------------------------------------------------------------------------- XModalViT
 def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """XModalViT teacher + distilled students trained on instance pairs of the seen classes."""
-    from xmodal_lib.run.artifacts import load_model, save_model
-    from xmodal_lib.infra.checkpoint import load_weights
-    from xmodal_lib.methods.xmodalvit import pipeline as X
+    from xmodal_lib.run.artifacts import load_model, save_model  # lazy: upward import (methods -> run)
 
     xc = _method_config("02_distillation", cfg, **_xmodal_overrides(cfg))
     art_t, art_s = _artifact("xmodalvit_zero_shot_teacher", cfg), _artifact("xmodalvit_zero_shot_students", cfg)
@@ -287,7 +287,7 @@ def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir
             save_model(m, _artifacts() / f"xmodalvit_zero_shot_{name}", xc, dataset=cfg.dataset, split=cfg.split)
     teacher.cpu().eval()
     students.cpu().eval()
-    from xmodal_lib.data import preload
+    from xmodal_lib.data import preload  # lazy: read at call time: tests patch preload
 
     loader = _XModalLoader.of(xc)
     sk, ph = preload(test.sketches, loader, "sketches", False), preload(test.photos, loader, "photos", False)
@@ -302,8 +302,6 @@ def _xmodal_overrides(cfg: CompareConfig) -> dict[str, Any]:
     cpu profile of notebooks 01/02: patch 16 (the CNN's stride), no per-image standardisation (the
     CNN normalises its own inputs) and no colour views of the teacher's photos (the frozen CNN's
     features are cached once per image; a new view each step would recompute them)."""
-    from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS
-
     over: dict[str, Any] = dict(seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
                                 student_max_steps=cfg.xmodal_student_steps)
     if cfg.profile == "paper" and cfg.dataset == "sketchy":  # the paper's Sketchy recipe (queues 64, ViT-S students)
@@ -336,7 +334,6 @@ class _XModalLoader(ImageLoader):
         x = super().load(record, seed)
         if not self.standardize:
             return x
-        from xmodal_lib.methods.xmodalvit.data import standardize_images
 
         return standardize_images(x[None])[0]  # (3, H, W)
 
@@ -365,8 +362,6 @@ def run_all(cfg: CompareConfig, out_dir: str | Path, index: SBIRIndex | None = N
 def evaluate_runs(runs: Sequence[MethodRun], test: SBIRIndex,
                   metrics: Sequence[str] = ALL_METRICS) -> dict[str, dict[str, float]]:
     """Every metric convention of the engine for every run (same queries, same gallery)."""
-    from xmodal_lib.retrieval.ties import fair_category_metrics  # Hamming rows: tie-averaged + bounds
-
     ql, gl = [r.label for r in test.sketches], [r.label for r in test.photos]
     return {r.name: fair_category_metrics(r.scores, ql, gl, metrics=tuple(metrics), largest=r.largest) for r in runs}
 
@@ -374,8 +369,6 @@ def evaluate_runs(runs: Sequence[MethodRun], test: SBIRIndex,
 def explorer_galleries(runs: Sequence[MethodRun], test: SBIRIndex,
                        names: Sequence[str] = ("zse_ret", "crossatnet", "xmodalvit")) -> dict:
     """:class:`~xmodal_lib.viz.explorer.ExplorerGallery` per method family from the runs ``names``."""
-    from xmodal_lib.viz.explorer import ExplorerGallery
-
     metric = {"zse": "cosine", "crossatnet": "cosine", "xmodalvit": "dot"}
     labels = [r.label for r in test.photos]
     out = {}

@@ -17,6 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xmodal_lib.data.index import DataError
+from xmodal_lib.official.evaluate import evaluate_xmodalvit, evaluate_zse, format_report
+from xmodal_lib.official.keymap import KeyMappingError
+from xmodal_lib.official.loaders import convert_official, load_checkpoint
+from xmodal_lib.official.safe_load import UntrustedPickleError, read_official, state_dict_of
+
 __all__ = ["add_subparsers", "run_convert", "run_evaluate", "main", "COMMANDS"]
 
 COMMANDS = ("convert-official", "evaluate")
@@ -70,15 +76,11 @@ def _heads(p: argparse.ArgumentParser) -> None:
 
 
 def _xmodalvit_kind(path: Path) -> str:
-    from xmodal_lib.official.safe_load import read_official, state_dict_of
-
     sd, _ = state_dict_of(read_official(path), str(path))
     return "teacher" if any(k.startswith("x_modal_transformers.") for k in sd) else "student"
 
 
 def _load(path: Path, kind: str, args: argparse.Namespace):
-    from xmodal_lib.official.loaders import load_checkpoint
-
     heads = args.teacher_heads if kind == "teacher" else args.student_heads
     return load_checkpoint(path, kind, sa_heads=args.sa_heads, ca_heads=args.ca_heads, vit_heads=heads,
                            xma_heads=args.xma_heads)
@@ -86,8 +88,6 @@ def _load(path: Path, kind: str, args: argparse.Namespace):
 
 def run_convert(args: argparse.Namespace) -> int:
     """``xmodal convert-official``: prints every written stem."""
-    from xmodal_lib.official.loaders import convert_official
-
     srcs = sorted(args.src.glob("*.pth")) if args.src.is_dir() else [args.src]
     if not srcs:
         raise ValueError(f"{args.src}: no .pth files in this folder")
@@ -106,8 +106,6 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``xmodal evaluate``: prints the report table (and writes JSON with ``--json``)."""
-    from xmodal_lib.official.evaluate import evaluate_xmodalvit, evaluate_zse, format_report
-
     if args.method == "zse":
         model = _load(args.checkpoint, "zse", args)
         res = evaluate_zse(model, args.data_root, args.split, modes=tuple(args.mode or ("rn",)),
@@ -121,7 +119,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                  setting=args.setting, device=args.device, batch_size=args.batch_size)
     print(format_report(res))
     if args.json:
-        from xmodal_lib.infra.atomic_io import atomic_write_json
+        from xmodal_lib.infra.atomic_io import atomic_write_json  # lazy: only needed on this branch
 
         atomic_write_json(args.json, res)
     return 0
@@ -129,10 +127,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """Dispatch for :mod:`xmodal_lib.cli`; errors in the input become one ``error:`` line, status 2."""
-    from xmodal_lib.data.index import DataError
-    from xmodal_lib.official.keymap import KeyMappingError
-    from xmodal_lib.official.safe_load import UntrustedPickleError
-
     try:
         return run_convert(args) if args.command == "convert-official" else run_evaluate(args)
     except (UntrustedPickleError, KeyMappingError, DataError, ValueError, FileNotFoundError) as err:

@@ -31,6 +31,7 @@ normalisation. With a teacher, its fused-embedding pair retrieval is added as a 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +43,11 @@ from xmodal_lib.data.datasets import preload
 from xmodal_lib.data.sake import read_sake
 from xmodal_lib.data.transforms import ImageLoader
 from xmodal_lib.methods.reported import CONVENTIONS, SETTINGS, reported_for
+from xmodal_lib.methods.xmodalvit.data import index_to_tensors
+from xmodal_lib.methods.xmodalvit.model import StudentPair
+from xmodal_lib.methods.xmodalvit.pipeline import evaluate, teacher_pair_retrieval
+from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn, scores_rn_rerank
+from xmodal_lib.official.loaders import load_checkpoint
 from xmodal_lib.retrieval.metrics import category_metrics
 from xmodal_lib.infra.devices import resolve_device
 
@@ -105,8 +111,6 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
 
     ``rn_max_pairs``: above this many sketch-photo pairs exhaustive ``rn`` is replaced by
     ``rn_rerank`` (and the report says so); None = no limit."""
-    from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn, scores_rn_rerank
-
     bad = [m for m in modes if m not in _ZSE_OURS]
     if bad or not modes:
         raise ValueError(f"modes: expected some of {list(_ZSE_OURS)}, got {list(modes)}")
@@ -124,7 +128,7 @@ def evaluate_zse(model: nn.Module, data_root: str | Path, split: str | Path,
     size = int(model.cfg.img_size)
     t0 = time.perf_counter()
     if preprocess == "official":
-        from xmodal_lib.data.official_crop import OfficialZSELoader
+        from xmodal_lib.data.official_crop import OfficialZSELoader  # lazy: only needed on this branch
 
         sk_loader: Any = OfficialZSELoader(size)
         ph_loader: Any = sk_loader
@@ -169,10 +173,7 @@ def evaluate_xmodalvit(photo_student: nn.Module, sketch_student: nn.Module, data
                        dataset: str = "qmul_v2", teacher: nn.Module | None = None, setting: str | None = None,
                        device: str = "auto", batch_size: int = 64) -> dict[str, Any]:
     """FG-SBIR acc@1/5/10 of the students on the test split of ``dataset`` (``open_dataset`` kind)."""
-    from xmodal_lib.data import open_dataset
-    from xmodal_lib.methods.xmodalvit.model import StudentPair
-    from xmodal_lib.methods.xmodalvit.pipeline import evaluate, teacher_pair_retrieval
-    from xmodal_lib.methods.xmodalvit.data import index_to_tensors
+    from xmodal_lib.data import open_dataset  # lazy: read at call time: tests patch open_dataset
 
     if setting is not None and setting not in ("shoe_v2", "chair_v2", "sketchy_fg"):
         raise ValueError(f"setting: expected 'shoe_v2', 'chair_v2' or 'sketchy_fg', got {setting!r}")
@@ -233,8 +234,6 @@ _FG_SETTING = {"shoev2": "shoe_v2", "chairv2": "chair_v2", "sketchy": "sketchy_f
 def find_role(folder: str | Path, role: str) -> Path | None:
     """The file of ``role`` in an official / converted folder: converted ``<role>_*.safetensors``
     (with its ``.json``) first, else ``<role>_*.pth`` (``.pth.xz``); among several, the highest epoch number."""
-    import re
-
     if role not in _ROLES:
         raise ValueError(f"role: expected one of {_ROLES}, got {role!r}")
     d = Path(folder)
@@ -255,8 +254,6 @@ def evaluate_official(method: str, checkpoint: str | Path, data_root: str | Path
     ``sketch_student_*`` (and ``teacher_*`` with ``with_teacher``). ``setting`` may also be a
     notebook ``PAPER_DATASET`` (shoev2 / chairv2 / sketchy). ``options``: ``sa_heads``, ``ca_heads``,
     ``student_heads``, ``teacher_heads`` and ``rn_max_pairs`` (zse). The result has ``"report"`` (text)."""
-    from xmodal_lib.official.loaders import load_checkpoint
-
     if data_root is None:
         raise ValueError("OFFICIAL_CHECKPOINT needs DATA_ROOT: the dataset to evaluate on")
     if precision == "auto":  # the official test.py evaluates in fp16 on the GPU

@@ -36,9 +36,9 @@ class UntrustedPickleError(_UntrustedPickleError):
 
 def _numpy_globals() -> list[Any]:
     try:
-        from numpy._core.multiarray import scalar
+        from numpy._core.multiarray import scalar  # lazy: optional dependency, ImportError handled
     except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+        from numpy.core.multiarray import scalar  # lazy: only needed on this branch; type: ignore[no-redef]
     out: list[Any] = [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"),
                       np.dtype]
     dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25

@@ -11,7 +11,8 @@ from typing import Sequence
 
 import torch
 
-from xmodal_lib.retrieval.metrics import category_metrics
+from xmodal_lib.retrieval.fg_metrics import fg_accuracy
+from xmodal_lib.retrieval.metrics import category_metrics, parse_metric
 
 __all__ = ["chance_metrics", "fg_chance_metrics", "uninformative_metrics"]
 
@@ -34,8 +35,6 @@ def fg_chance_metrics(true_index: Sequence[int], n_gallery: int, ks: Sequence[in
                       repeats: int = 20, seed: int = 0) -> dict[str, float]:
     """Fine-grained acc@K of uniformly random score matrices [Q, G] (mean of ``repeats``, seeded):
     query q's true photo is ``true_index[q]`` among ``n_gallery`` photos."""
-    from xmodal_lib.retrieval.fg_metrics import fg_accuracy
-
     true = torch.as_tensor(list(true_index), dtype=torch.long)
     g = torch.Generator().manual_seed(int(seed))
     acc = {f"acc@{k}": 0.0 for k in ks}
@@ -50,8 +49,6 @@ def uninformative_metrics(metrics: Sequence[str], n_gallery: int) -> dict[str, s
     """Metrics that carry no information about the ranking at this gallery size, with the reason:
     ``p@K`` with K >= G is R / G for any ranking; ``map@K_*`` with K >= G is mAP over the whole
     gallery again (the ``map_all`` family already shows it)."""
-    from xmodal_lib.retrieval.metrics import parse_metric
-
     out: dict[str, str] = {}
     for name in metrics:
         spec = parse_metric(name)

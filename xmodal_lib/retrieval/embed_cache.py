@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from xmodal_lib.infra.devices import module_device
@@ -53,7 +54,7 @@ def record_key(record) -> str:
     try:
         st = file.stat()
     except OSError as e:
-        from xmodal_lib.data.index import DataError
+        from xmodal_lib.data.index import DataError  # lazy: only needed on this branch
 
         raise DataError(f"embed cache: cannot read {file} ({e})") from e
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
@@ -75,7 +76,7 @@ class EmbeddingCache:
         if not name or any(c in name for c in "\\:*?\"<>|"):
             raise ValueError(f"embed cache name must be a plain non-empty string, got {name!r}")
         if root is None:
-            from xmodal_lib.infra.paths import cache_dir
+            from xmodal_lib.infra.paths import cache_dir  # lazy: only needed on this branch
 
             root = cache_dir() / "embeddings"
         stem = name.replace("/", "__")
@@ -88,7 +89,7 @@ class EmbeddingCache:
             return
         self._keys, self._emb = [], None
         if self.path.is_file():
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only needed on this branch
 
             try:
                 t = load_file(str(self.path))
@@ -112,8 +113,6 @@ class EmbeddingCache:
 
     def update(self, keys: Sequence[str], emb: Tensor) -> None:
         """Add (or overwrite) rows and rewrite the file atomically."""
-        from safetensors.torch import save_file
-
         self._load()
         emb = emb.detach().float().cpu()
         if emb.ndim != 2 or emb.shape[0] != len(keys):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xmodal_lib.retrieval.search import topk
+
 __all__ = ["faiss_available", "FaissIndex", "faiss_topk", "faiss_hamming_topk", "merge_topk", "shard_bounds",
            "ShardedFaissIndex", "sharded_topk"]
 
@@ -25,7 +27,7 @@ _METRICS = ("cosine", "dot", "euclidean")
 def faiss_available() -> bool:
     """True if ``import faiss`` works (install the ``[index]`` extra otherwise)."""
     try:
-        import faiss  # noqa: F401
+        import faiss  # lazy: optional dependency, ImportError handled; noqa: F401
     except ImportError:
         return False
     return True
@@ -33,7 +35,7 @@ def faiss_available() -> bool:
 
 def _faiss():
     try:
-        import faiss
+        import faiss  # lazy: optional dependency, ImportError handled
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("the FAISS backend needs faiss-cpu: pip install 'xmodal[index]'") from e
     return faiss
@@ -189,7 +191,6 @@ def sharded_topk(q: torch.Tensor, g: torch.Tensor, k: int, metric: str = "cosine
         return ShardedFaissIndex(torch.as_tensor(g).shape[1], metric).add(g, shards).search(q, k)
     if backend != "torch":
         raise ValueError(f"backend must be 'faiss' or 'torch', got {backend!r}")
-    from xmodal_lib.retrieval.search import topk
 
     g = torch.as_tensor(g)
     if torch.as_tensor(q).ndim != 2 or g.ndim != 2:

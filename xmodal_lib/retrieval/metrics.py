@@ -331,7 +331,7 @@ def category_metrics_from_embeddings(query_emb: torch.Tensor, gallery_emb: torch
     ``device`` where scores are computed (default: the gallery's). Returns the same dict as
     :func:`category_metrics`, or the per-query float64 tensors if ``per_query``.
     """
-    from xmodal_lib.retrieval.search import iter_score_chunks
+    from xmodal_lib.retrieval.search import iter_score_chunks  # lazy: import cycle (xmodal_lib.retrieval.search imports xmodal_lib.retrieval.metrics)
 
     ql, gl = encode_labels(query_labels, gallery_labels)
     if ql.numel() != query_emb.shape[0] or gl.numel() != gallery_emb.shape[0]:

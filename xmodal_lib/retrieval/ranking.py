@@ -20,6 +20,8 @@ row sort stays the floor.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -69,7 +71,6 @@ def row_parallel(fn, n_rows: int, device: torch.device) -> list:
     n_thr = torch.get_num_threads()
     if device.type != "cpu" or n_thr <= 1 or n_rows < 2:
         return [fn(0, n_rows)]
-    from concurrent.futures import ThreadPoolExecutor
 
     # a few blocks per thread, handed out as threads free up: on a shared machine a descheduled
     # thread then delays only its current small block, not half of the chunk
@@ -124,7 +125,6 @@ def _sort_rows_inplace(key: torch.Tensor) -> torch.Tensor:
     if n_thr == 1:
         arr.sort(axis=1)
         return key
-    from concurrent.futures import ThreadPoolExecutor
 
     bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
     with ThreadPoolExecutor(n_thr) as ex:
@@ -156,7 +156,6 @@ def _sorted_values(s: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.sort(s.numpy(), axis=1))  # NumPy's copy is faster than clone()
     out = s.clone()
     arr = out.numpy()
-    from concurrent.futures import ThreadPoolExecutor
 
     bounds = np.linspace(0, arr.shape[0], n_thr + 1).astype(int)
     with ThreadPoolExecutor(n_thr) as ex:

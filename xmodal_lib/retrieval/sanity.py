@@ -17,6 +17,7 @@ import warnings
 from typing import Any, Sequence
 
 import torch
+from scipy.stats import binomtest
 
 from xmodal_lib.retrieval.metrics import category_metrics
 
@@ -54,8 +55,6 @@ def label_permutation_test(scores: torch.Tensor, query_labels: Sequence, gallery
 
 def binomial_p_value(successes: int, n: int, p0: float) -> float:
     """One-sided exact binomial p-value P(X >= successes), X ~ Bin(n, p0)."""
-    from scipy.stats import binomtest
-
     if not 0 <= successes <= n or not 0.0 < p0 < 1.0:
         raise ValueError(f"binomial_p_value: need 0 <= successes <= n and 0 < p0 < 1, got {successes}, {n}, {p0}")
     return float(binomtest(int(successes), int(n), float(p0), alternative="greater").pvalue)

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
+from xmodal_lib.data.index import DataError
 from xmodal_lib.retrieval.codes import hamming_distance, hamming_scores_matmul, hamming_topk, pack_bits, to_codes, unpack_bits
 
 __all__ = [
@@ -169,8 +172,6 @@ class Gallery:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``<path>.safetensors`` + ``<path>.json`` atomically; returns the .safetensors path."""
-        from safetensors.torch import save_file
-
         st, js = self._paths(path)
         st.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": _FORMAT, "version": _VERSION, "metric": self.metric, "n": len(self),
@@ -185,11 +186,6 @@ class Gallery:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Gallery":
         """Read a gallery written by :meth:`save`; bad or mismatching files raise ``DataError``."""
-        from safetensors import SafetensorError  # type: ignore[attr-defined]
-        from safetensors.torch import load_file
-
-        from xmodal_lib.data.index import DataError
-
         st, js = cls._paths(path)
         for f in (st, js):
             if not f.is_file():

@@ -90,7 +90,7 @@ def device_info() -> dict[str, Any]:
     """The accelerator the notebooks will see: CUDA device names or ``cpu`` (with CPU model and cores)."""
     info: dict[str, Any] = {"type": "cpu", "name": _cpu_name(), "cpu_count": os.cpu_count()}
     try:
-        import torch
+        import torch  # lazy: optional dependency, ImportError handled
     except ImportError:  # pragma: no cover - torch is a core dependency
         info["torch"] = None
         return info

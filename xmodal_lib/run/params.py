@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping
 
+import yaml
+
 from xmodal_lib.infra.errors import ConfigError  # one error class for bad input (exit status 2)
+from xmodal_lib.infra.paths import notebooks_dir
 
 __all__ = ["ConfigError", "NotebookSpec", "NOTEBOOKS", "bind", "notebook_config", "preset", "config_class",
            "parse_value", "nested", "leaves", "build", "flat_params", "to_dict", "from_dict", "override"]
@@ -71,8 +74,6 @@ def config_class(stem: str) -> type | None:
 def parse_value(text: str) -> Any:
     """A ``-p KEY=VALUE`` value: YAML (``3``, ``true``, ``None``, ``[1, 2]``), and numbers YAML 1.1
     reads as strings (``1e10``, ``1e-4``) as floats, so every command line reads values alike."""
-    import yaml
-
     value = yaml.safe_load(text) if text.strip() else ""
     if isinstance(value, str):
         try:
@@ -84,8 +85,6 @@ def parse_value(text: str) -> Any:
 
 def profiles() -> list[str]:
     """The profile names: the folders of ``notebooks/params/``."""
-    from xmodal_lib.infra.paths import notebooks_dir
-
     root = notebooks_dir() / "params"
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
@@ -314,8 +313,7 @@ def preset(stem: str, profile: str, **over: Any) -> Any:
     ``notebooks/params/<profile>/<stem>.yaml`` bound by :func:`bind`, then ``over`` (lower-case
     field names, bound the same way). The profiles are data: this is the one place a preset is read,
     so a code path that needs e.g. notebook 04's smoke model uses the same values the notebook does."""
-    from xmodal_lib.infra.paths import notebooks_dir
-    from xmodal_lib.run.plan import load_yaml_params
+    from xmodal_lib.run.plan import load_yaml_params  # lazy: import cycle (xmodal_lib.run.plan imports xmodal_lib.run.params)
 
     cls = config_class(stem)
     if cls is None:

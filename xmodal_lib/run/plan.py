@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from xmodal_lib.run.params import parse_value
+from xmodal_lib.run.params import NOTEBOOKS, bind, config_class, parse_value
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 PROFILES = ("smoke", "paper")
@@ -79,7 +79,7 @@ def parse_parameters(source: str) -> dict[str, Any]:
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
     """Default parameters of a stored notebook (its ``parameters`` cell)."""
-    import nbformat
+    import nbformat  # lazy: optional extra nbformat
 
     nb = nbformat.read(str(path), as_version=4)
     try:
@@ -161,8 +161,6 @@ def check_notebook_params(stem: str, params: Mapping[str, Any]) -> None:
     """Bind ``params`` to the notebook's method config (:mod:`xmodal_lib.run.params`): a wrong type or an
     out-of-range value is refused now, naming the notebook and the parameter, not minutes into the run.
     Notebooks outside the registry (e.g. a user's own) are not checked beyond their parameters cell."""
-    from xmodal_lib.run.params import NOTEBOOKS, bind, config_class
-
     if stem not in NOTEBOOKS:
         return
     cls = config_class(stem)

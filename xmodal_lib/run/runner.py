@@ -89,7 +89,7 @@ def _kill_children() -> None:
     """SIGKILL our child processes (the notebook's kernel, its loader workers): a kernel asked to shut
     down in the middle of a cell prints its own traceback, and one left alone outlives the run."""
     try:
-        import psutil  # ships with IPython, which every kernel needs
+        import psutil  # lazy: optional dependency, ImportError handled; ships with IPython, which every kernel needs
     except ImportError:  # pragma: no cover
         return
     for child in psutil.Process().children(recursive=True):
@@ -143,11 +143,11 @@ def _seeds(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _failure(err: BaseException, plan: NotebookPlan) -> dict[str, Any]:
     """Failing cell of ``plan.path``: index in the stored notebook, execution count, error."""
-    from papermill.exceptions import PapermillExecutionError
+    from papermill.exceptions import PapermillExecutionError  # lazy: optional extra papermill
 
     if not isinstance(err, PapermillExecutionError):
         return {"ename": type(err).__name__, "evalue": str(err)[:2000], "cell_index": None}
-    import nbformat
+    import nbformat  # lazy: optional extra nbformat
 
     src_index = None
     nb = nbformat.read(str(plan.path), as_version=4)
@@ -198,7 +198,7 @@ def _start_run(plans: list[NotebookPlan], runs_parent: Path | None, facts: dict[
 def _run_notebook(plan: NotebookPlan, rec: NotebookRecord, run_dir: Path, kernel: str, progress: bool,
                   log: Callable[[str], None]) -> NotebookFailed | None:
     """Execute one notebook with papermill into the run folder; a failure is recorded, not raised."""
-    import papermill as pm
+    import papermill as pm  # lazy: optional extra papermill
 
     t0 = time.perf_counter()
     try:
@@ -277,7 +277,7 @@ def reproduce(
     stop the run with :class:`~xmodal_lib.infra.errors.Interrupted` after the manifest (run and notebook
     ``interrupted``, ``interrupted_by``), ``results.json`` and ``results.md`` are written.
     """
-    import papermill  # noqa: F401  (missing papermill fails before a run folder exists)
+    import papermill  # lazy: optional extra papermill; noqa: F401  (missing papermill fails before a run folder exists)
 
     nb_dir = Path(notebooks_dir) if notebooks_dir else paths.notebooks_dir()
     if profile not in PROFILES and not (nb_dir / "params" / profile).is_dir():

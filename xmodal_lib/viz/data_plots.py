@@ -16,7 +16,7 @@ from xmodal_lib.data.index import Record, SBIRIndex
 
 
 def _loader(size: int) -> Any:
-    from xmodal_lib.data.transforms import ImageLoader
+    from xmodal_lib.data.transforms import ImageLoader  # lazy: keeps viz.data_plots free of torch at import
 
     return ImageLoader(size=size, normalize="none")
 
@@ -49,7 +49,7 @@ def class_grid(
 
     Unseen (zero-shot test) classes are marked with a star in the row label.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.data_plots free of matplotlib at import
 
     classes = list(classes) if classes is not None else pick_classes(index, 6, seed)
     if not classes:
@@ -101,7 +101,7 @@ def instance_view(
     index: SBIRIndex, instance: str | None = None, max_sketches: int = 6, size: int = 128
 ) -> Any:
     """One photo and the sketches drawn from it (the instance with most sketches by default)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.data_plots free of matplotlib at import
 
     pairs = instances_with_sketches(index)
     if not pairs:
@@ -128,7 +128,7 @@ def instance_view(
 
 def class_count_bars(index: SBIRIndex, max_classes: int = 60) -> Any:
     """Photos and sketches per class, unseen classes hatched (first ``max_classes`` classes)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.data_plots free of matplotlib at import
 
     classes = index.classes[:max_classes]
     photos = index.class_counts("photo")

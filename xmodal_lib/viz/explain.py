@@ -139,7 +139,7 @@ def _heatmap_rect(attn, gh: int, gw: int, image_size, reduce: str, normalize: bo
 def overlay_heatmap(image: np.ndarray | torch.Tensor, heatmap: np.ndarray, alpha: float = 0.5,
                     cmap: str = "jet") -> np.ndarray:
     """Blend a [0, 1] heatmap (resized to the image if needed) over an image; returns (H, W, 3)."""
-    import matplotlib
+    import matplotlib  # lazy: keeps viz.explain free of matplotlib at import
 
     img = to_display_image(image)
     hm = np.asarray(heatmap, dtype=np.float32)
@@ -154,7 +154,7 @@ def heatmap_colorbar(fig, ax, cmap: str = "jet", label: str = "attention (min-ma
                      hi: float = 1.0, ticks: Sequence[str] = ("low", "high")):
     """A colorbar beside ``ax`` for a heat map drawn with :func:`overlay_heatmap` (or lines coloured
     by a value in [lo, hi]); with the default ticks it says that the map was min-max scaled."""
-    import matplotlib
+    import matplotlib  # lazy: keeps viz.explain free of matplotlib at import
 
     sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(lo, hi), cmap=cmap)
     cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.02)
@@ -175,7 +175,7 @@ def attention_grid_figure(image: np.ndarray | torch.Tensor, attn: torch.Tensor |
     (N_l shrinks with token selection; then ``kept_indices[l]`` gives its positions). The last
     column is the head mean.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain free of matplotlib at import
 
     rows = [torch.as_tensor(np.asarray(r) if not isinstance(r, torch.Tensor) else r) for r in attn]
     if not rows or any(r.ndim != 2 for r in rows):
@@ -334,7 +334,7 @@ def draw_correspondences(ax, sketch_img: np.ndarray | torch.Tensor, photo_img: n
                          linewidth: float = 1.2) -> tuple[float, float]:
     """Sketch and photo side by side with a line (coloured by similarity) per match; returns the
     (lowest, highest) similarity that the colour scale spans (for :func:`heatmap_colorbar`)."""
-    import matplotlib
+    import matplotlib  # lazy: keeps viz.explain free of matplotlib at import
 
     sk, ph = to_display_image(sketch_img), to_display_image(photo_img)
     h = max(sk.shape[0], ph.shape[0])
@@ -360,7 +360,7 @@ def draw_correspondences(ax, sketch_img: np.ndarray | torch.Tensor, photo_img: n
 
 def correspondence_figure(sketch_img, photo_img, matches: Sequence[Match], grid: int, title: str = ""):
     """A one-axes figure of :func:`draw_correspondences`."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain free of matplotlib at import
 
     fig, ax = plt.subplots(figsize=(6.6, 3.2))
     lo, hi = draw_correspondences(ax, sketch_img, photo_img, matches, grid)
@@ -373,7 +373,7 @@ def correspondence_figure(sketch_img, photo_img, matches: Sequence[Match], grid:
 
 def patch_replacement_figure(rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str = ""):
     """Rows of (label, sketch, photo, synthesis) drawn as sketch | photo | synthesis."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain free of matplotlib at import
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(6.6, 2.3 * len(rows)), squeeze=False)
     for r, (label, sk, ph, syn) in enumerate(rows):

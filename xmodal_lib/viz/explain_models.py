@@ -143,7 +143,7 @@ def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation, t
     """Sketch/photo [Ret] attention (last layer), token correspondences and patch replacement.
 
     ``norm`` = the input normalisation of the images (to draw them in true colours)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain_models free of matplotlib at import
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     g = e.side
@@ -197,7 +197,7 @@ def xmodal_explain(teacher, sketch: torch.Tensor, photo: torch.Tensor) -> Explan
 def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation, title: str = "",
                        norm: str | None = None):
     """Rows = XMA layers; where the fused sketch [CLS] looks in the photo and vice versa."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain_models free of matplotlib at import
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     n = len(e.photo_attn)
@@ -237,7 +237,7 @@ def crossatnet_explain(model, sketch: torch.Tensor, photo: torch.Tensor) -> Expl
 def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation, title: str = "",
                            norm: str | None = None):
     """Sketch | photo with sketch-guided attention | photo with its own attention."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explain_models free of matplotlib at import
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))

@@ -10,6 +10,8 @@ here: :func:`explain_pair`, :func:`zse_explain`, ...).
 """
 from __future__ import annotations
 
+import io
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from xmodal_lib.data.index import DataError, Record
+from xmodal_lib.data.strokes import render_strokes
 from xmodal_lib.retrieval.sanity import check_query_dependent
+from xmodal_lib.retrieval.search import topk
 from xmodal_lib.viz import explain as ex
 from xmodal_lib.infra.devices import module_device
 from xmodal_lib.viz.explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
@@ -77,8 +82,6 @@ class ExplorerGallery:
     @torch.no_grad()
     def search(self, sketch: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` (scores, gallery indices) for one preprocessed sketch ``(3, H, W)``."""
-        from xmodal_lib.retrieval.search import topk
-
         self.model.eval()
         q = self.model.encode_sketch(_batch(sketch, self.model)).cpu()  # (1, D)
         k = max(1, min(int(k), len(self.images)))
@@ -120,8 +123,6 @@ Stroke = Sequence[tuple[float, float]]
 
 def strokes_to_array(strokes: Sequence[Stroke]) -> np.ndarray:
     """Polylines ``[[(x, y), ...], ...]`` -> stroke array ``(n, 3)`` (x, y, pen-end) of :mod:`data.strokes`."""
-    from xmodal_lib.data.index import DataError
-
     rows = []
     for s in strokes:
         pts = np.asarray(s, dtype=np.float64).reshape(-1, 2)
@@ -139,8 +140,6 @@ def strokes_to_image(strokes: Sequence[Stroke], size: int = 256, canvas_size: fl
                      width: float = 3.0):
     """Rasterise canvas strokes (pixels of a ``canvas_size`` square) into an ``L`` PIL image,
     using the project's stroke renderer (:func:`xmodal_lib.data.strokes.render_strokes`)."""
-    from xmodal_lib.data.strokes import render_strokes
-
     return render_strokes(strokes_to_array(strokes), size=size, frame=canvas_size, width=width,
                           source="<drawing>")
 
@@ -151,8 +150,6 @@ def sketch_image_to_tensor(image, loader) -> torch.Tensor:
     The image is written losslessly to a temporary PNG and loaded as a sketch record, so a drawn
     sketch gets the same crop / resize / normalisation as a sketch file.
     """
-    from xmodal_lib.data.index import Record
-
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "drawing.png"
         image.save(path)
@@ -270,9 +267,7 @@ class ExplorerCallbacks:
 # --------------------------------------------------------------------------- widgets
 def figure_png(fig) -> bytes:
     """PNG bytes of a matplotlib figure, drawn on its own Agg canvas (independent of the backend)."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: keeps viz.explorer free of matplotlib at import
 
     FigureCanvasAgg(fig)  # detach from the notebook backend's manager
     buf = io.BytesIO()
@@ -281,8 +276,8 @@ def figure_png(fig) -> bytes:
 
 
 def _show(out, figs) -> None:
-    import matplotlib.pyplot as plt
-    from IPython.display import Image, display
+    import matplotlib.pyplot as plt  # lazy: keeps viz.explorer free of matplotlib at import
+    from IPython.display import Image, display  # lazy: optional extra IPython
 
     figs = figs if isinstance(figs, (tuple, list)) else (figs,)
     pngs = [figure_png(f) for f in figs]  # render everything before touching the output widget
@@ -301,19 +296,18 @@ def drawing_canvas(on_search: Callable[[list[list[tuple[float, float]]]], None],
     ``on_search(strokes)`` receives the polylines in canvas pixels. Without ipycanvas a text box
     accepting the strokes as JSON is shown instead.
     """
-    import ipywidgets as W
+    import ipywidgets as W  # lazy: optional extra ipywidgets
 
     strokes: list[list[tuple[float, float]]] = []
     search, clear = W.Button(description="Search", button_style="primary"), W.Button(description="Clear")
     status = W.Label("draw a sketch with the mouse, then Search")
     try:
-        from ipycanvas import Canvas
+        from ipycanvas import Canvas  # lazy: optional dependency, ImportError handled
     except ImportError:  # pragma: no cover - ipycanvas is installed in the project venv
         text = W.Textarea(placeholder="[[[x, y], [x, y], ...], ...]  (strokes, canvas pixels)",
                           layout=W.Layout(width=f"{size}px", height="120px"))
 
         def _go(_):
-            import json
             on_search(json.loads(text.value or "[]"))
         search.on_click(_go)
         clear.on_click(lambda _: setattr(text, "value", ""))
@@ -361,7 +355,7 @@ def drawing_canvas(on_search: Callable[[list[list[tuple[float, float]]]], None],
 
 def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
     """The explorer: query / method / k / rank controls, result and explanation panes, canvas."""
-    import ipywidgets as W
+    import ipywidgets as W  # lazy: optional extra ipywidgets
 
     q = W.Dropdown(options=[(f"{i}: {lab}", i) for i, lab in enumerate(cb.query_labels)],
                    value=cb.query_index, description="query")
@@ -374,8 +368,8 @@ def build_explorer(cb: ExplorerCallbacks, canvas_size: int = 256):
     def refresh(figs):
         pngs = [figure_png(f) for f in figs]  # both rendered before either pane changes
         for out, png, f in zip((out_s, out_e), pngs, figs):
-            import matplotlib.pyplot as plt
-            from IPython.display import Image, display
+            import matplotlib.pyplot as plt  # lazy: only needed on this branch
+            from IPython.display import Image, display  # lazy: only needed on this branch
 
             plt.close(f)
             out.clear_output(wait=True)

@@ -2,6 +2,8 @@
 pair figures): colour bars placed that way can run into the titles of neighbouring panels."""
 from __future__ import annotations
 
+import textwrap
+
 __all__ = ["clear_titles"]
 
 
@@ -9,8 +11,6 @@ def clear_titles(fig, gap: float = 0.04):
     """Keep panel titles clear of the colour bars beside their panels: every title is wrapped to its
     panel's width, and every colour bar is lowered so its top ends ``gap`` (figure fraction) below
     the lowest title bottom of the panels it overlaps horizontally. Returns ``fig``."""
-    import textwrap
-
     fig.canvas.draw()  # title extents need a renderer
     r = fig.canvas.get_renderer()
     bars = [a for a in fig.axes if hasattr(a, "_colorbar")]

@@ -16,7 +16,7 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 def setup_style() -> None:
     """The project's figure style (seaborn whitegrid, readable fonts, fixed palette)."""
     try:
-        import seaborn as sns
+        import seaborn as sns  # lazy: optional dependency, ImportError handled
 
         sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
     except ImportError:  # seaborn is a core dependency; keep plots working without it anyway
@@ -67,7 +67,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: st
         ys = [r[k] for r in rows]
         color = PALETTE[i % len(PALETTE)]
         if smooth > 1 and len(ys) > smooth:
-            import numpy as np
+            import numpy as np  # lazy: only needed on this branch
 
             kern = np.ones(smooth) / smooth
             ax.plot(xs, ys, color=color, alpha=0.3)
@@ -95,7 +95,7 @@ def bar_table(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], 
 
     ``chance`` draws a dashed line per metric at the chance level, named once in the legend.
     """
-    import numpy as np
+    import numpy as np  # lazy: keeps viz.plots free of numpy at import
 
     rows = list(table)
     if ax is None:

@@ -46,7 +46,7 @@ def per_class_ap(scores: torch.Tensor, query_labels: Sequence, gallery_labels: S
 def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "Precision-recall",
                    ax=None):
     """One line per method from ``{name: (recall_levels, precision)}``; returns the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
     fig, ax = (plt.subplots(figsize=(4.5, 3.6)) if ax is None else (ax.figure, ax))
     for name, (r, p) in curves.items():
@@ -69,7 +69,7 @@ def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str =
                       max_classes: int = 30, ax=None):
     """Grouped bars: classes on x, one bar per method. Classes ordered by mean AP over methods.
     Entries named ``chance...`` (measured on random scores) are drawn as dashed ticks per class."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
     chance = {k: v for k, v in per_class.items() if k.startswith("chance")}  # drawn as ticks, not bars
     methods = [m for m in per_class if m not in chance]
@@ -136,8 +136,8 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
 
     Above each photo: rank, class and (when given) its score, named by ``score_label`` in the legend
     (e.g. "cosine similarity", "-Hamming distance (64 bits)", "RN relation score")."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
+    from matplotlib.patches import Patch  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
     if not rows:
         raise ValueError("rows: expected at least one query")
@@ -190,7 +190,7 @@ def results_table(ours: Mapping[str, Mapping[str, float]], setting: str | None,
     (``zse_ret``, ``zse_rn``, ``crossatnet``, ``xmodalvit`` ...). Returns a pandas DataFrame
     (index = method). With ``setting=None`` (e.g. synthetic data) no reported column appears.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: optional extra pandas
 
     if metrics is None:
         metrics = sorted({m for d in ours.values() for m in d if m not in ("n_queries", "n_valid")})
@@ -211,7 +211,7 @@ def results_table(ours: Mapping[str, Mapping[str, float]], setting: str | None,
 
 def reported_table(setting: str, metrics: Sequence[str] | None = None):
     """All published rows for one setting (paper, method x metric), every cell a reported number."""
-    import pandas as pd
+    import pandas as pd  # lazy: optional extra pandas
 
     rows = rep.reported(setting=setting)
     if metrics is not None:
@@ -224,7 +224,7 @@ def reported_table(setting: str, metrics: Sequence[str] | None = None):
 
 def table_figure(df, title: str = "", fmt: str = "{:.3f}", max_col_chars: int = 22):
     """Render a DataFrame as a matplotlib table figure (for ``save_fig``); NaN shows as '–'."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
     cells = [[("–" if (isinstance(v, float) and np.isnan(v)) else (fmt.format(v) if isinstance(v, (float, np.floating))
                else str(v))) for v in row] for row in df.itertuples(index=False)]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xmodal_lib.infra.devices import module_device
+from xmodal_lib.retrieval.chance import fg_chance_metrics
 
 __all__ = ["xma_attention_grids", "plot_xma_attention", "plot_teacher_val", "teacher_modality_share"]
 
@@ -74,7 +75,7 @@ def xma_attention_grids(teacher: nn.Module, photo: Tensor, sketch: Tensor) -> di
 def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor], title: str = ""):
     """Photo and sketch with each XMA layer's attention overlaid (rows: layers), each map drawn
     relative to uniform attention (1 = every patch the same weight) with its colorbar."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: keeps viz.xmodalvit_plots free of matplotlib at import
 
     k = grids["sketch_to_photo"].shape[0]
     fig, axes = plt.subplots(k, 2, figsize=(5.2, 2.6 * k), squeeze=False)
@@ -107,9 +108,7 @@ def plot_teacher_val(val_rows: Sequence[Mapping[str, float]], split, data_name: 
     :func:`xmodal_lib.methods.xmodalvit.pipeline.teacher_pair_retrieval`: every sketch ranks the photos
     that have a sketch, with the teacher's fused embeddings (a sanity check, not sketch-to-photo
     retrieval)."""
-    import matplotlib.pyplot as plt
-
-    from xmodal_lib.retrieval.chance import fg_chance_metrics
+    import matplotlib.pyplot as plt  # lazy: keeps viz.xmodalvit_plots free of matplotlib at import
 
     has = [p for p, s in enumerate(split.sketches_of()) if s]
     pos = {p: i for i, p in enumerate(has)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xmodal_lib.engine.train import TrainConfig
 from xmodal_lib.methods.crossatnet.losses import MINING
 from xmodal_lib.methods.crossatnet.model import CrossATNetConfig
 from xmodal_lib.run.params import nested, to_dict
@@ -78,8 +79,6 @@ class CrossATNetRunConfig:
 
     def train_config(self, **kw: Any):
         """The :class:`xmodal_lib.engine.train.TrainConfig` of this run."""
-        from xmodal_lib.engine.train import TrainConfig
-
         base = dict(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
                     weight_decay=self.weight_decay, optimizer="adam", seed=self.seed, device=self.device,
                     ckpt_every=None, keep_last=1)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor
 
+from xmodal_lib.data import ImageLoader
 from xmodal_lib.data.index import DataError, Record, SBIRIndex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def load_index(cfg: "CrossATNetRunConfig") -> SBIRIndex:
     """The zero-shot index of ``cfg.dataset`` (unseen-class records have split "test")."""
-    from xmodal_lib.data import open_dataset
+    from xmodal_lib.data import open_dataset  # lazy: read at call time: tests patch open_dataset
 
     if cfg.dataset != "synthetic" and cfg.data_root is None:
         raise ValueError(f"CrossATNetRunConfig.data_root is required for dataset={cfg.dataset!r}")
@@ -42,15 +43,13 @@ def check_seen_only(records: Sequence[Record], unseen: Sequence[str], where: str
 
 def image_loaders(cfg: "CrossATNetRunConfig"):
     """``(sketch_loader, photo_loader)``: ImageNet-normalised, sketches cropped to their ink."""
-    from xmodal_lib.data import ImageLoader
-
     return (ImageLoader(cfg.model.img_size, normalize="imagenet", sketch_crop=True),
             ImageLoader(cfg.model.img_size, normalize="imagenet"))
 
 
 def load_images(cfg: "CrossATNetRunConfig", index: SBIRIndex, progress: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
     """Preload ``{"train": (sketches, photos), "test": (sketches, photos)}`` once, in index order."""
-    from xmodal_lib.data import preload
+    from xmodal_lib.data import preload  # lazy: read at call time: tests patch preload
 
     ls, lp = image_loaders(cfg)
     out = {}

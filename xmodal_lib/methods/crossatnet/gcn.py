@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.sparse.csgraph import minimum_spanning_tree
 from torch import Tensor, nn
 
 
@@ -45,8 +46,6 @@ def knn_graph(x: Tensor, k: int = 5) -> Tensor:
 
 def mst_graph(x: Tensor) -> Tensor:
     """Unweighted adjacency [C, C] of the minimum spanning tree of cosine distances (scipy)."""
-    from scipy.sparse.csgraph import minimum_spanning_tree
-
     c = x.shape[0]
     if c < 2:
         raise ValueError(f"mst_graph: need at least 2 classes, got {c}")

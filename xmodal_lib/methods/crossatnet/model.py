@@ -98,7 +98,7 @@ def create_backbone(name: str, pretrained: bool | str = False, img_size: int = 2
     ``pretrained`` is ignored there (``"random"`` would need :class:`PretrainedCNN` directly).
     """
     if name in PRETRAINED_CNNS:
-        from xmodal_lib.layers.pretrained_cnn import PretrainedCNN  # optional weights package, imported on demand
+        from xmodal_lib.layers.pretrained_cnn import PretrainedCNN  # lazy: only needed on this branch; optional weights package, imported on demand
 
         if output_stride not in (0, 16, 32):
             raise ValueError(f"CrossATNet backbone {name!r}: output_stride 16, 32 or 0 expected, got {output_stride}")
@@ -120,7 +120,7 @@ def create_backbone(name: str, pretrained: bool | str = False, img_size: int = 2
             raise ValueError(f"CrossATNet backbone {name!r} does not accept output_stride={output_stride}; "
                              f"use output_stride=0") from e
     if is_path:
-        from xmodal_lib.layers.backbones import load_pretrained_strict
+        from xmodal_lib.layers.backbones import load_pretrained_strict  # lazy: only needed on this branch
 
         load_pretrained_strict(model, pretrained)
     return model

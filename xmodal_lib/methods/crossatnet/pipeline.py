@@ -22,18 +22,21 @@ import torch
 from torch import Tensor, nn
 
 from xmodal_lib.data.index import DataError, SBIRIndex
-from xmodal_lib.infra.devices import module_device
+from xmodal_lib.infra.devices import module_device, resolve_device
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
+from xmodal_lib.infra.paths import artifacts_dir
 from xmodal_lib.methods.crossatnet.losses import (attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
                                  quantization_loss, semantic_alignment_loss)
 from xmodal_lib.methods.crossatnet.model import CrossATNet
 from xmodal_lib.methods.crossatnet.gcn import GCN, build_graph, normalize_adjacency
+from xmodal_lib.retrieval.chance import chance_metrics
+from xmodal_lib.retrieval.embed_cache import embed_images, embed_records, model_fingerprint
 from xmodal_lib.run.params import override
 from xmodal_lib.retrieval.codes import hamming_distance, pack_bits
 from xmodal_lib.retrieval.ties import tie_robust_metrics
 from xmodal_lib.retrieval.metrics import category_metrics
 from xmodal_lib.methods.crossatnet.semantics import EmbedFn, make_embedder
-from xmodal_lib.engine.train import FitOptions
+from xmodal_lib.engine.train import FitOptions, fit
 from xmodal_lib.methods.crossatnet.config import SKETCHY21_METRICS, CrossATNetRunConfig  # noqa: F401 (re-exported)
 from xmodal_lib.methods.crossatnet.data import PairDataset, check_seen_only, image_loaders, load_images, load_index
 
@@ -157,8 +160,7 @@ def train(cfg: CrossATNetRunConfig, train_index: SBIRIndex, out_dir: str | Path,
     called with seen class names. ``images`` = preloaded ``(sketches, photos)`` tensors in the
     order of ``train_index.sketches`` / ``.photos`` (to share one load between runs).
     """
-    from xmodal_lib.data import preload
-    from xmodal_lib.engine.train import fit
+    from xmodal_lib.data import preload  # lazy: read at call time: tests patch preload
 
     check_seen_only([*train_index.sketches, *train_index.photos], train_index.unseen)
     seen = sorted({r.label for r in train_index.sketches} | {r.label for r in train_index.photos})
@@ -216,9 +218,6 @@ def embed_test(net: CrossATNet, test_index: SBIRIndex, cfg: CrossATNetRunConfig,
     weights reads the vectors back. Records are keyed by path, size and mtime; preloaded
     ``images`` by a hash of their pixels.
     """
-    from xmodal_lib.retrieval.embed_cache import embed_images, embed_records, model_fingerprint
-    from xmodal_lib.infra.devices import resolve_device
-
     dev = resolve_device(cfg.device)
     net.eval().to(dev)
     fp = model_fingerprint(net)
@@ -268,8 +267,6 @@ def random_ranking_metrics(query_labels: Sequence[str], gallery_labels: Sequence
                            metrics: Sequence[str] = ("map_all_voc", "p@100"), repeats: int = 5,
                            seed: int = 0) -> dict[str, float]:
     """Chance level measured with the metric engine (:func:`xmodal_lib.retrieval.chance.chance_metrics`)."""
-    from xmodal_lib.retrieval.chance import chance_metrics
-
     return chance_metrics(query_labels, gallery_labels, metrics, repeats, seed)
 
 
@@ -279,7 +276,7 @@ def run_variant(cfg: CrossATNetRunConfig, index: SBIRIndex, out_dir: str | Path,
                 embed_fn: EmbedFn | None = None, progress: bool = False) -> tuple[TrainedCrossATNet, dict]:
     """Train on ``index.subset("train")`` and evaluate on ``index.subset("test")`` (unseen classes)."""
     if train_images is None or test_images is None:  # decode-check train AND test before training
-        from xmodal_lib.data.preflight import preflight
+        from xmodal_lib.data.preflight import preflight  # lazy: only needed on this branch
         preflight(index, progress=progress)
     t0 = time.perf_counter()
     trained = train(cfg, index.subset("train"), out_dir, embed_fn=embed_fn, progress=progress,
@@ -305,15 +302,14 @@ def ablations(cfg: CrossATNetRunConfig) -> dict[str, CrossATNetRunConfig]:
 def save_artifact(net: CrossATNet, cfg: CrossATNetRunConfig, name: str = ARTIFACT) -> Path:
     """Save the retrieval network to ``artifacts_dir()/<name>`` (safetensors + JSON with the run config),
     which notebook 05 reuses instead of retraining."""
-    from xmodal_lib.run.artifacts import save_model
-    from xmodal_lib.infra.paths import artifacts_dir
+    from xmodal_lib.run.artifacts import save_model  # lazy: upward import (methods -> run)
 
     return save_model(net, artifacts_dir() / name, cfg)
 
 
 def load_artifact(path: str | Path) -> tuple[CrossATNet, CrossATNetRunConfig]:
     """Rebuild a network saved by :func:`save_artifact` (strict loading, random-init backbone first)."""
-    from xmodal_lib.run.artifacts import load_model
+    from xmodal_lib.run.artifacts import load_model  # lazy: upward import (methods -> run)
 
     p = Path(path)  # pretrained=False: the stored weights replace any download
     return load_model(p.with_suffix("") if p.suffix in (".json", ".safetensors") else p, CrossATNetRunConfig,

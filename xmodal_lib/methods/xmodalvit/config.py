@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xmodal_lib.engine.train import TrainConfig
 from xmodal_lib.methods.xmodalvit.model import STUDENT_POOLS, vit_overrides
 from xmodal_lib.run.params import nested, to_dict
 
@@ -164,8 +165,6 @@ class XModalViTConfig:
 
     def train_config(self, stage: str):
         """The shared loop's :class:`~xmodal_lib.engine.train.TrainConfig` for ``"teacher"``, ``"student"``, ``"baseline"``."""
-        from xmodal_lib.engine.train import TrainConfig
-
         common = dict(batch_size=self.batch_size, seed=self.seed, device=self.device, optimizer="adam",
                       precision=self.precision)
         if stage == "teacher":

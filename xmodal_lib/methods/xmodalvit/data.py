@@ -22,6 +22,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from xmodal_lib.data.index import DataError
+from xmodal_lib.data.preflight import preflight
+from xmodal_lib.data.transforms import ImageLoader
+
 __all__ = ["FGTensors", "XModalData", "index_to_tensors", "load_data", "TripletPhotoSketchDataset",
            "standardize_images", "photo_views", "for_display"]
 
@@ -47,7 +51,7 @@ def photo_views(photo: Tensor, generator: torch.Generator | None = None) -> Tens
     checkpoints). Under DDP they are drawn for the GLOBAL batch and this rank keeps its rows, so a
     run on W ranks sees exactly the views of the single-process run on the same global batch.
     """
-    from xmodal_lib.infra.distributed import rank, world_size
+    from xmodal_lib.infra.distributed import rank, world_size  # lazy: read at call time: tests patch rank, world_size
 
     b, w, r = photo.shape[0], world_size(), rank()
     dev = photo.device
@@ -112,8 +116,7 @@ class XModalData:
 
 def index_to_tensors(index, loader, progress: bool = True) -> FGTensors:
     """Preload an instance-level :class:`SBIRIndex` split; sketches pair with photos by (label, instance)."""
-    from xmodal_lib.data.datasets import preload
-    from xmodal_lib.data.index import DataError
+    from xmodal_lib.data.datasets import preload  # lazy: read at call time: tests patch preload
 
     key = {(r.label, r.instance): i for i, r in enumerate(index.photos)}
     s2p = []
@@ -130,9 +133,7 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
     """Open ``cfg.dataset`` (synthetic data are generated on demand with ``cfg.synth_fg_*``), preload
     at ``cfg.image_size`` with ``cfg.input_norm`` (the official code uses none), standardise every
     image if ``cfg.standardize_inputs``, split val photos off the train split (``cfg.val_fraction``)."""
-    from xmodal_lib.data import open_dataset
-    from xmodal_lib.data.preflight import preflight
-    from xmodal_lib.data.transforms import ImageLoader
+    from xmodal_lib.data import open_dataset  # lazy: read at call time: tests patch open_dataset
 
     kw: dict[str, Any] = {}
     if cfg.dataset == "synthetic_fg":
@@ -147,8 +148,6 @@ def load_data(cfg: Any, progress: bool = True) -> XModalData:
         for s in (train, test):
             s.photos, s.sketches = standardize_images(s.photos), standardize_images(s.sketches)
     if train.photos.shape[0] == 0 or test.photos.shape[0] == 0:
-        from xmodal_lib.data.index import DataError
-
         raise DataError(f"{index.name}: needs train and test photos, "
                         f"got {train.photos.shape[0]} / {test.photos.shape[0]}")
     with_sk = [p for p, s in enumerate(train.sketches_of()) if s]

@@ -25,12 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
+from xmodal_lib.infra.paths import artifacts_dir, runs_dir
 from xmodal_lib.methods.xmodalvit.rkd import rkd_angle, rkd_distance
-from xmodal_lib.engine.train import FitOptions
+from xmodal_lib.engine.train import FitOptions, fit
 from xmodal_lib.losses.triplet import batch_all_triplet
 from xmodal_lib.methods.xmodalvit.xaqc import XAQC
-from xmodal_lib.infra.devices import module_device
+from xmodal_lib.infra.devices import module_device, resolve_device
 from xmodal_lib.methods.xmodalvit.model import StudentPair, XModalTeacher, build_students, build_teacher
+from xmodal_lib.retrieval.metrics import fg_accuracy
+from xmodal_lib.retrieval.search import similarity
 from xmodal_lib.run.params import override
 from xmodal_lib.methods.xmodalvit.config import XModalViTConfig
 from xmodal_lib.methods.xmodalvit.data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
@@ -76,9 +79,6 @@ def embed(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 64,
 
 def evaluate(model: StudentPair, split: FGTensors, metric: str = "dot", batch_size: int = 64) -> dict[str, float]:
     """Standard FG-SBIR protocol: every sketch ranks every photo of ``split`` (acc@1/5/10, ranks)."""
-    from xmodal_lib.retrieval.metrics import fg_accuracy
-    from xmodal_lib.retrieval.search import similarity
-
     was_training = model.training
     model.eval()
     dev = module_device(model)
@@ -97,8 +97,6 @@ def teacher_pair_retrieval(teacher: XModalTeacher, split: FGTensors, batch_size:
     Ranking all gallery entries, acc@K says whether the fused embeddings identify the instance
     across modalities and sketches on unseen pairs, i.e. the teacher's own objective on held-out data.
     """
-    from xmodal_lib.retrieval.metrics import fg_accuracy
-
     was_training = teacher.training
     teacher.eval()
     dev = module_device(teacher)
@@ -125,8 +123,6 @@ def teacher_pair_retrieval(teacher: XModalTeacher, split: FGTensors, batch_size:
 # training stages
 # ---------------------------------------------------------------------------------------------
 def _default_out(name: str) -> Path:
-    from xmodal_lib.infra.paths import runs_dir
-
     return runs_dir() / "xmodalvit" / name
 
 
@@ -152,8 +148,6 @@ def teacher_step(xaqc: XAQC, photo_aug: bool = False) -> Callable[[nn.Module, An
 def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | None = None,
                   resume: bool = False, progress: bool = True, options: FitOptions | None = None):
     """Train the fusion teacher; returns ``(teacher, TrainResult)``. Validation = pair retrieval on val."""
-    from xmodal_lib.engine.train import fit
-
     teacher = make_teacher(cfg)
     xaqc = XAQC(teacher.embed_dim, cfg.teacher_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed)
     val_fn = (lambda m: {f"val_{k}": v for k, v in teacher_pair_retrieval(m, data.val).items()
@@ -167,13 +161,11 @@ def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | 
 
 def teacher_path(name: str = "xmodalvit_teacher") -> Path:
     """Where notebook 01 leaves the trained teacher for notebook 02 (``artifacts_dir()/<name>``)."""
-    from xmodal_lib.infra.paths import artifacts_dir
-
     return artifacts_dir() / name
 
 
 def save_teacher(teacher: XModalTeacher, cfg: XModalViTConfig, path: str | Path | None = None) -> Path:
-    from xmodal_lib.run.artifacts import save_model
+    from xmodal_lib.run.artifacts import save_model  # lazy: upward import (methods -> run)
 
     return save_model(teacher, path or teacher_path(), cfg)
 
@@ -182,7 +174,7 @@ def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalV
     """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent.
 
     A teacher whose JSON is missing, damaged or lacks its config raises ``CheckpointError`` naming the file."""
-    from xmodal_lib.run.artifacts import load_model
+    from xmodal_lib.run.artifacts import load_model  # lazy: upward import (methods -> run)
 
     p = Path(path) if path is not None else teacher_path()
     if not p.with_name(p.name + ".safetensors").is_file():
@@ -239,9 +231,6 @@ def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeach
                     out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
                     options: FitOptions | None = None):
     """Distil photo + sketch students from the frozen ``teacher``; returns ``(StudentPair, TrainResult)``."""
-    from xmodal_lib.infra.devices import resolve_device
-    from xmodal_lib.engine.train import fit
-
     freeze(teacher).to(resolve_device(cfg.device))
     students = make_students(cfg, teacher.embed_dim)
     d = teacher.embed_dim
@@ -280,8 +269,6 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
                            out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
                            options: FitOptions | None = None):
     """The same student pair trained with a triplet loss and no teacher; returns ``(StudentPair, TrainResult)``."""
-    from xmodal_lib.engine.train import fit
-
     dim = out_dim or cfg.teacher.embed_dim or 768
     students = make_students(cfg, dim, normalize=True)
     res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),

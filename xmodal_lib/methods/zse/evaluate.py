@@ -22,6 +22,7 @@ from torch import Tensor
 
 from xmodal_lib.infra.devices import module_device
 from xmodal_lib.methods.zse.model import ZSESBIR
+from xmodal_lib.retrieval.embed_cache import resolve_precision
 from xmodal_lib.retrieval.metrics import category_metrics, fg_accuracy
 from xmodal_lib.retrieval.search import similarity
 
@@ -60,8 +61,6 @@ def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int =
     ``"fp16"`` = fp16 autocast, close to the official ``model.half()`` evaluation);
     the cached tensors are stored as float32 so every later scoring pass reads the same values.
     """
-    from xmodal_lib.retrieval.embed_cache import resolve_precision
-
     model.eval()
     dev = module_device(model)
     prec = "fp16" if precision == "fp16" else resolve_precision(precision, dev)

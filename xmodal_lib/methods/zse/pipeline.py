@@ -30,6 +30,7 @@ from xmodal_lib.data.index import DataError, Record, SBIRIndex
 from xmodal_lib.data.preflight import preflight
 from xmodal_lib.data.transforms import ImageLoader
 from xmodal_lib.infra.distributed import broadcast_object
+from xmodal_lib.infra.paths import shared_data_dir
 from xmodal_lib.methods.zse.losses import zse_loss
 from xmodal_lib.methods.zse.model import ZSESBIR
 from xmodal_lib.retrieval.metrics import category_metrics
@@ -62,7 +63,7 @@ def zse_step(model: ZSESBIR, batch: dict[str, Tensor], w_tri: float = 2.0, w_rn:
 
 def load_index(cfg: ZSEPipelineConfig) -> SBIRIndex:
     """The zero-shot index of ``cfg.dataset`` (synthetic is generated on demand)."""
-    from xmodal_lib.data.registry import open_dataset
+    from xmodal_lib.data.registry import open_dataset  # lazy: read at call time: tests patch open_dataset
     if cfg.dataset == "synthetic":
         return open_dataset("synthetic")
     if cfg.data_root is None:
@@ -73,7 +74,7 @@ def load_index(cfg: ZSEPipelineConfig) -> SBIRIndex:
 def load_images(records: list[Record], cfg: ZSEPipelineConfig, modality: str) -> Tensor:
     """Preprocess ``records`` to (N, 3, S, S) in [-1, 1] (spec §3.2: sketches cropped to their ink)."""
     if cfg.preprocess == "official":  # released geometry: RGB-sum ink crop, photos stretched (§3.2)
-        from xmodal_lib.data.official_crop import OfficialZSELoader
+        from xmodal_lib.data.official_crop import OfficialZSELoader  # lazy: only needed on this branch
         return preload(records, OfficialZSELoader(cfg.model.img_size), desc=f"load {modality}s", progress=False)
     loader = ImageLoader(cfg.model.img_size, normalize="half", sketch_crop=(modality == "sketch"))
     return preload(records, loader, desc=f"load {modality}s", progress=False)
@@ -196,8 +197,7 @@ def run_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRIndex 
 
 
 def _fg_index(cfg: ZSEPipelineConfig, category: str, split: str) -> SBIRIndex:
-    from xmodal_lib.data.registry import open_dataset
-    from xmodal_lib.infra.paths import shared_data_dir
+    from xmodal_lib.data.registry import open_dataset  # lazy: read at call time: tests patch open_dataset
     if cfg.fg_kind == "synthetic_fg":
         return open_dataset("synthetic_fg", category=category, split=split)
     root = shared_data_dir()
@@ -234,7 +234,7 @@ def evaluate_cross_dataset(model: ZSESBIR, cfg: ZSEPipelineConfig, root: str | P
                            split: str = "zeroshot1", kind: str = "sketchy",
                            modes: tuple[str, ...] = ("ret", "rn", "rn_rerank")) -> dict[str, Any]:
     """Retrieval on another dataset's unseen classes with a model trained elsewhere."""
-    from xmodal_lib.data.registry import open_dataset
+    from xmodal_lib.data.registry import open_dataset  # lazy: read at call time: tests patch open_dataset
     idx = open_dataset(kind, root=root, split=split)
     out = evaluate_zero_shot(model, idx.of_classes(idx.unseen), cfg, modes=modes, curve=False)
     out["test"] = f"{Path(root).name}/{split} unseen ({len(idx.unseen)} classes)"
