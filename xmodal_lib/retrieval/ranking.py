@@ -163,6 +163,18 @@ def _sorted_values(s: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _ranked_first(before, is_rel, ties: str):
+    """Which items tied with a relevant hit rank ahead of it (torch or numpy booleans alike; the one
+    rule of both counting paths): ``stable`` those earlier in the gallery, ``pessimistic`` every
+    non-relevant tie plus the relevant ones earlier in the gallery, ``optimistic`` only the relevant
+    ones earlier in the gallery."""
+    if ties == "stable":
+        return before
+    if ties == "pessimistic":
+        return before | ~is_rel
+    return before & is_rel
+
+
 class LabelIndex:
     """Gallery items grouped by label (CSR): the relevant items of a query without a [q, G] mask."""
 
@@ -197,12 +209,7 @@ def _tied_first(s: torch.Tensor, ql: torch.Tensor, lab: LabelIndex, tr: torch.Te
         ti, gc = ti[other], gc[other]
         is_rel = lab.gl[gc] == ql[br[ti]]
         before = gc < bc[ti]
-        if ties == "stable":
-            first = before
-        elif ties == "pessimistic":
-            first = before | ~is_rel
-        else:
-            first = before & is_rel
+        first = _ranked_first(before, is_rel, ties)
         n_eq[a:a + block].index_add_(0, ti, torch.ones_like(ti))
         n_first[a:a + block].index_add_(0, ti, first.to(torch.int64))
     return n_eq, n_first
@@ -276,12 +283,7 @@ def _tied_first_np(a: np.ndarray, ql: np.ndarray, gl: np.ndarray, tr: np.ndarray
         ti, gc = ti[other], gc[other]
         is_rel = gl[gc] == ql[br[ti]]
         before = gc < bc[ti]
-        if ties == "stable":
-            first = before
-        elif ties == "pessimistic":
-            first = before | ~is_rel
-        else:
-            first = before & is_rel
+        first = _ranked_first(before, is_rel, ties)
         n_eq[b:b + block] = np.bincount(ti, minlength=br.size)
         n_first[b:b + block] = np.bincount(ti[first], minlength=br.size)
     return n_eq, n_first
