@@ -56,7 +56,8 @@ ZYGOTE = textwrap.dedent(f"""
     train(sys.argv[1])
 
     for line in sys.stdin:
-        out, pause = line.split()
+        cmd, out, pause = line.split()
+        assert cmd == "start", f"zygote: expected a start line, got {{line!r}}"
         pid = os.fork()
         if pid == 0:
             try:
@@ -67,13 +68,10 @@ ZYGOTE = textwrap.dedent(f"""
             except BaseException:
                 traceback.print_exc()
                 os._exit(1)
-        print(pid, flush=True)
-        sys.stdin.readline()  # reaped only when the test says so: until then the pid cannot be reused
-        try:
-            status = os.waitpid(pid, 0)[1]
-        except ChildProcessError:  # already gone (seen once on a loaded CI machine): unknown status
-            status = -1
-        print(status, flush=True)
+        print("pid", pid, flush=True)
+        line = sys.stdin.readline()  # reaped only when the test says so: until then the pid cannot be reused
+        assert line == "reap\\n", f"zygote: expected a reap line, got {{line!r}}"
+        print("status", os.waitpid(pid, 0)[1], flush=True)
 """)
 
 
@@ -86,16 +84,22 @@ class Zygote:
         self.proc = subprocess.Popen([sys.executable, str(script), str(tmp / "warmup")], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
 
-    def start(self, out: Path, pause: float = 0.0) -> int:
-        self.proc.stdin.write(f"{out} {pause}\n")
+    def _ask(self, line: str, tag: str) -> int:
+        """Send one line, read the tagged answer; a reply out of step fails here, naming both."""
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
+        reply = self.proc.stdout.readline().split()
+        assert len(reply) == 2 and reply[0] == tag, f"zygote answered {reply!r} to {line!r} (expected '{tag} N')"
+        return int(reply[1])
+
+    def start(self, out: Path, pause: float = 0.0) -> int:
+        pid = self._ask(f"start {out} {pause}", "pid")
+        assert pid > 0, f"zygote gave pid {pid}"
+        return pid
 
     def wait(self) -> int:
-        """Reap the child; its wait status (0: finished, ``signal.SIGKILL``: killed)."""
-        self.proc.stdin.write("reap\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
+        """Reap the child; its wait status (0: finished, ``signal.SIGKILL``: killed). Every start needs one."""
+        return self._ask("reap", "status")
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -114,13 +118,9 @@ def _all_checkpoints_load(out: Path) -> int:
 
 
 def _sigkill(pid: int) -> None:
-    """SIGKILL the child. It is not reaped before z.wait(), so a finished one is normally a zombie that
-    takes the signal; a child that is already gone (ESRCH, seen once under load) counts as not killed:
-    z.wait() then reports -1, and the chain's bit-identity check still runs on what it left."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL the child. It is reaped only by z.wait(), so a finished one is a zombie that still takes
+    the signal (no ESRCH, and its pid cannot have been reused)."""
+    os.kill(pid, signal.SIGKILL)
 
 
 def _kill_inside_a_write(z: Zygote, out: Path, delay: float) -> bool:
@@ -130,11 +130,12 @@ def _kill_inside_a_write(z: Zygote, out: Path, delay: float) -> bool:
     pid = z.start(out, pause=0.05)
     time.sleep(delay)
     deadline = time.monotonic() + 30
-    while not (_temps(out) - before) and time.monotonic() < deadline:
+    while not (_temps(out) - before) and not (out / "final.json").exists() and time.monotonic() < deadline:
         time.sleep(0.002)
     inside = bool(_temps(out) - before)
     _sigkill(pid)
-    return inside and z.wait() == signal.SIGKILL
+    status = z.wait()  # always reap, also when no write was caught: the zygote answers in step
+    return inside and status == signal.SIGKILL
 
 
 def _kill_at(z: Zygote, out: Path, delay: float) -> tuple[bool, bool]:
