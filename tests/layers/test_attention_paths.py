@@ -105,7 +105,8 @@ def test_fused_and_explicit_agree_forward_and_backward(name, monkeypatch):
     torch.testing.assert_close(out_f, out_e, atol=1e-5, rtol=1e-4)
     assert g_f.keys() == g_e.keys() and len(g_f) > 0
     for k in g_f:
-        torch.testing.assert_close(g_f[k], g_e[k], atol=1e-5, rtol=1e-3, msg=lambda m, k=k: f"{k}: {m}")
+        # fp32 reductions in another order: ~1e-5 apart on gradients of ~1e-4 (a wrong mask or scale is >= 1e-2 off)
+        torch.testing.assert_close(g_f[k], g_e[k], atol=5e-5, rtol=1e-3, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_impl_switch_is_validated_and_restored():
