@@ -69,7 +69,7 @@ def _teacher_step_fn(batch: int):
     model = make_teacher(cfg).train()
     xaqc = XAQC(model.embed_dim, cfg.teacher_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed)
     step = teacher_step(xaqc, photo_aug=cfg.teacher_photo_aug)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.teacher_lr)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.teacher_train.lr)
     g = torch.Generator().manual_seed(0)
     S = cfg.image_size
     data = [torch.randn(batch, 3, S, S, generator=g) for _ in range(3)]

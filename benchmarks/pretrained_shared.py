@@ -132,7 +132,8 @@ def xmodalvit_rows(root: Path, seed: int, a: argparse.Namespace) -> dict[str, di
     from xmodal_lib.methods.xmodalvit import pipeline as xv
 
     cfg = build(
-        xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root), image_size=a.fg_img_size, seed=seed, device="cpu",
+        xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root), image_size=a.fg_img_size, seed=seed,
+        teacher_device="cpu", student_device="cpu", baseline_device="cpu",
         val_fraction=0.1, input_norm="half", standardize_inputs=False, teacher_photo_aug=False,
         patch_embed="hybrid_lite0", cnn_trainable_blocks=0,
         teacher_patch_size=16, teacher_depth=2, teacher_embed_dim=a.fg_dim, teacher_num_heads=4,

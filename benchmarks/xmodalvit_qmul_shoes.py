@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
             break
         cfg = build(
             xv.XModalViTConfig, dataset="qmul_v1", data_root=str(root / "qmul_v1" / "shoes"), image_size=a.image_size, seed=seed,
-            device="cpu", val_fraction=0.1, teacher_patch_size=8, teacher_depth=a.depth, teacher_embed_dim=a.dim,
+            teacher_device="cpu", student_device="cpu", baseline_device="cpu", val_fraction=0.1, teacher_patch_size=8, teacher_depth=a.depth, teacher_embed_dim=a.dim,
             teacher_num_heads=heads, student_patch_size=8, student_depth=a.depth, student_embed_dim=a.dim,
             student_num_heads=heads, teacher_queue=64, student_queue=64, teacher_epochs=a.teacher_epochs,
             student_epochs=a.student_epochs, baseline_epochs=a.student_epochs, **extra)

@@ -15,7 +15,7 @@ from xmodal_lib import __version__
 from xmodal_lib.infra import paths
 from xmodal_lib.infra.errors import Interrupted, XModalError, one_line
 from xmodal_lib.infra.paths import runs_dir
-from xmodal_lib.run.params import ConfigError, parse_value, preset
+from xmodal_lib.run.params import ConfigError, flat_params, override, params_of_field, parse_value, preset
 from xmodal_lib.run.runner import NotebookFailed, discover_notebooks, notebook_parameters, profile_params, reproduce
 
 TRAIN_METHODS = ("xmodalvit-teacher", "xmodalvit-students", "xmodalvit-baseline", "crossatnet", "zse")
@@ -172,6 +172,8 @@ def _parse_kv(items: list[str], flag: str) -> dict[str, Any]:
 TRAIN_STEMS = {"xmodalvit-teacher": "01_fusion_teacher", "xmodalvit-students": "02_distillation",
                "xmodalvit-baseline": "02_distillation", "crossatnet": "03_crossatnet_zero_shot",
                "zse": "04_zse_sbir"}
+#: the prefix of the training loop each method runs (its ``TrainConfig`` group: ``STUDENT_DEVICE`` ...)
+TRAIN_LOOPS = {"xmodalvit-teacher": "teacher_", "xmodalvit-students": "student_", "xmodalvit-baseline": "baseline_"}
 
 
 def _make_config(method: str, profile: str, dataset: str | None, params: dict[str, Any]) -> Any:
@@ -256,9 +258,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = FitOptions(loop=_parse_kv(args.loop, "--loop"), allow_changed_setup=args.resume_changed)
     cfg = _make_config(args.method, args.profile, args.dataset, params)
     owned = not (D.dist.is_available() and D.dist.is_initialized())
-    device = D.setup(args.backend, device=str(cfg.device))
-    if D.is_distributed():
-        cfg.device = device.type  # "cuda" = this rank's cuda:LOCAL_RANK
+    device = D.setup(args.backend, device=str(flat_params(cfg)[TRAIN_LOOPS.get(args.method, "") + "device"]))
+    if D.is_distributed():  # every loop of the run on this rank's device ("cuda" = cuda:LOCAL_RANK)
+        cfg = override(cfg, **dict.fromkeys(params_of_field(type(cfg), "device"), device.type))
     out = args.out or runs_dir() / "train" / f"{args.method}_{args.profile}"
     if D.is_main_process():  # before any data is read: a folder we cannot write is bad input, found now
         ensure_writable_dir(out, "--out")

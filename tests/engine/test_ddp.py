@@ -38,8 +38,9 @@ from xmodal_lib.run.params import build
 WORLD = 2
 TINY = dict(image_size=16, teacher_patch_size=8, teacher_depth=1, teacher_embed_dim=24, teacher_num_heads=3,
             xma_depth=1, student_patch_size=8, student_depth=1, student_embed_dim=24, student_num_heads=3,
-            teacher_queue=12, student_queue=12, batch_size=4, teacher_epochs=2, student_epochs=1,
-            baseline_epochs=1, teacher_schedule="constant", device="cpu")
+            teacher_queue=12, student_queue=12, teacher_batch_size=4, student_batch_size=4, baseline_batch_size=4,
+            teacher_epochs=2, student_epochs=1,
+            baseline_epochs=1, teacher_schedule="constant", teacher_device="cpu", student_device="cpu", baseline_device="cpu")
 RTOL, ATOL = 1e-5, 1e-5
 
 

@@ -321,5 +321,5 @@ def test_epochs_none_lets_max_steps_alone_set_the_length(tmp_path: Path) -> None
     assert rows[-1]["lr"] < 0.05 * CFG["lr"], "cosine over max_steps must end near zero"
     with pytest.raises(ValueError, match="epochs=None.*needs max_steps"):
         TrainConfig(epochs=None)
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="TrainConfig.epochs: expected a positive integer, got 0"):
         TrainConfig(epochs=0, max_steps=5)

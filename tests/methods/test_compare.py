@@ -87,10 +87,11 @@ def test_method_configs_are_the_notebooks_profile_values():
     z = C._method_config("04_zse_sbir", cfg, max_steps=cfg.zse_steps, epochs=None)
     nb04 = preset("04_zse_sbir", "smoke")
     assert z.model == nb04.model and z.model.patch_embed == "hybrid_lite0"
-    assert (z.epochs, z.max_steps, z.train_config().epochs, z.train_config().max_steps) == (None, 7, None, 7)
+    assert (z.train.epochs, z.train.max_steps) == (None, 7)
     x = C._method_config("02_distillation", cfg, **C._xmodal_overrides(cfg))
     assert (x.patch_embed, x.image_size, x.teacher.patch_size, x.student.patch_size) == ("hybrid_lite0", 96, 16, 16)
-    assert (x.teacher_lr, x.student_lr, x.standardize_inputs, x.teacher_photo_aug) == (3e-4, 3e-4, False, False)
+    assert (x.teacher_train.lr, x.student_train.lr, x.standardize_inputs, x.teacher_photo_aug) == (3e-4, 3e-4, False, False)
+    assert x.teacher_train.device == x.student_train.device == cfg.device  # 05's DEVICE reaches both loops
     plain = C._method_config("02_distillation", C.CompareConfig(), **C._xmodal_overrides(C.CompareConfig()))
     assert plain.patch_embed == preset("02_distillation", "smoke").patch_embed == "pixels"
     tiny = C.CompareConfig(profile="paper", scale_file="tests/fixtures/paper_tiny.yaml")

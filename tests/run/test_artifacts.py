@@ -22,7 +22,7 @@ def test_save_then_load_gives_the_same_config_weights_and_info(tmp_path):
     assert A.stored_info(tmp_path / "m") == {"dataset": "synthetic", "split": None}
     assert A.stored_params(tmp_path / "m")["dim"] == 32
     back, cfg2 = A.load_model(tmp_path / "m", ZSEPipelineConfig, lambda c: nn.Linear(3, 2), pretrained=False)
-    assert (cfg2.model.dim, cfg2.seed, cfg2.model.pretrained) == (32, 5, False)
+    assert (cfg2.model.dim, cfg2.train.seed, cfg2.model.pretrained) == (32, 5, False)
     assert torch.equal(back.weight, model.weight) and not back.training
     meta = json.loads((tmp_path / "m.json").read_text())["config"]
     assert meta["config_class"] == f"{ZSEPipelineConfig.__module__}:ZSEPipelineConfig" and "params" in meta

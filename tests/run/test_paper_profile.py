@@ -26,7 +26,7 @@ SCALE_KEYS = {
     "BACKBONE", "PRETRAINED", "EPOCHS", "ITEMS_PER_EPOCH", "FG_ITEMS_PER_EPOCH", "SCALE_FILE",
     *(f"{p}_{k}" for p in ("TEACHER", "STUDENT") for k in ("PRETRAINED", "PATCH_SIZE", "DEPTH", "EMBED_DIM",
                                                            "NUM_HEADS", "MAX_STEPS")),
-    *(f"{m}_STEPS" for m in ("ZSE", "CROSSATNET", "XMODAL_TEACHER", "XMODAL_STUDENT")),
+    "BASELINE_MAX_STEPS", *(f"{m}_STEPS" for m in ("ZSE", "CROSSATNET", "XMODAL_TEACHER", "XMODAL_STUDENT")),
 }
 
 
@@ -73,7 +73,7 @@ def test_reproduce_paper_profile_every_notebook(tmp_path: Path, repo: Path):
     assert [n["status"] for n in man["notebooks"]] == ["ok"] * 7
     eff = {n["name"][:2]: n["parameters"] for n in man["notebooks"]}
     # the paper settings were in effect (not the smoke defaults)
-    assert eff["01"]["TEACHER_SCHEDULE"] == "official" and eff["01"]["PRECISION"] == "fp32"
+    assert eff["01"]["TEACHER_SCHEDULE"] == "official" and eff["01"]["TEACHER_PRECISION"] == "fp32"
     assert eff["02"]["VAL_FRACTION"] == 0.0 and eff["02"]["STUDENT_BACKBONE"] == "vit_tiny_patch16_224.augreg_in21k"
     assert eff["04"]["PREPROCESS"] == "official" and eff["04"]["LN_EPS"] == 1e-5 and eff["04"]["BATCH_SIZE"] == 15
     assert eff["05"]["SETTING"] == "sketchy_ext_25" and eff["03"]["DATASET"] == "sake"

@@ -63,7 +63,7 @@ def test_notebook_config_ignores_imported_upper_case_names() -> None:
     with pytest.raises(P.ConfigError, match="T0"):  # a literal that is no field is still refused
         P.notebook_config("04_zse_sbir", ns)
     del ns["T0"]
-    assert P.notebook_config("04_zse_sbir", ns).seed == 3
+    assert P.notebook_config("04_zse_sbir", ns).train.seed == 3
 
 
 def test_parse_value_reads_python_floats_that_yaml_leaves_as_strings() -> None:
@@ -120,7 +120,7 @@ def test_runner_plans_every_profile(profile: str) -> None:
 
 def test_runner_refuses_out_of_range_value_before_running() -> None:
     nb = [p for p in NOTEBOOKS if p.stem.startswith("01")]
-    with pytest.raises(ValueError, match="teacher_epochs: expected a positive integer, got -1"):
+    with pytest.raises(ValueError, match=r"TEACHER_EPOCHS \(.*\): expected a positive integer, got -1 \(TrainConfig.epochs\)"):
         plan_run(nb, "smoke", NB_DIR, overrides=["TEACHER_EPOCHS=-1"])
     with pytest.raises(ValueError, match=r"-p 99\.SEED: '99' is not one of the selected notebooks"):
         plan_run(nb, "smoke", NB_DIR, overrides=["99.SEED=1"])
@@ -143,7 +143,7 @@ def test_train_cli_reads_values_like_reproduce(tmp_path: Path) -> None:
     from xmodal_lib.cli import _make_config, _parse_kv
 
     cfg = _make_config("xmodalvit-teacher", "smoke", None, _parse_kv(["teacher_lr=1e10", "SEED=3"], "-p"))
-    assert cfg.teacher_lr == 1e10 and cfg.seed == 3
+    assert cfg.teacher_train.lr == 1e10 and cfg.seed == 3
     with pytest.raises(P.ConfigError, match="TEACHER_LR: expected a number, got 'fast'"):
         _make_config("xmodalvit-teacher", "smoke", None, _parse_kv(["teacher_lr=fast"], "-p"))
     with pytest.raises(P.ConfigError, match="--dataset 'sketchy21'.*with --profile paper"):
@@ -226,6 +226,42 @@ def test_nested_groups_bind_by_prefix_and_round_trip() -> None:
         P.override(c, nope=1)
 
 
+@dataclasses.dataclass
+class _Loop:
+    steps: int = 1
+    opt: str = "adam"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"_Loop.steps: expected a positive integer, got {self.steps}")
+
+
+@dataclasses.dataclass
+class _Staged:
+    train: _Loop = P.nested(_Loop, opt="adamw")  # the method's loop defaults
+    teacher_train: _Loop = P.nested(_Loop, "teacher_", steps=9)
+
+
+def test_group_defaults_survive_a_partial_bind_and_errors_name_the_parameter() -> None:
+    assert _Staged() == _Staged(train=_Loop(opt="adamw"), teacher_train=_Loop(steps=9))
+    c = P.bind(_Staged, {"STEPS": 4, "TEACHER_OPT": "sgd"})
+    assert (c.train.steps, c.train.opt, c.teacher_train.steps, c.teacher_train.opt) == (4, "adamw", 9, "sgd")
+    assert P.from_dict(_Staged, P.to_dict(c)) == c
+    assert P.params_of_field(_Staged, "steps") == ["steps", "teacher_steps"]
+    with pytest.raises(P.ConfigError, match=r"^TEACHER_STEPS: expected a positive integer, got 0 \(_Loop.steps\)$"):
+        P.bind(_Staged, {"TEACHER_STEPS": 0})
+    with pytest.raises(P.ConfigError, match=r"^STEPS: expected a positive integer"):
+        P.bind(_Staged, {"STEPS": -1})
+
+
+def test_unknown_name_among_many_gets_the_likely_ones() -> None:
+    from xmodal_lib.methods.xmodalvit.config import XModalViTConfig
+
+    with pytest.raises(P.ConfigError, match=r"BATCH_SIZE.*did you mean .*STUDENT_BATCH_SIZE, TEACHER_BATCH_SIZE\?"
+                                            r" \(all \d+: xmodal_lib.run.params.leaves\(XModalViTConfig\)\)"):
+        P.bind(XModalViTConfig, {"BATCH_SIZE": 8})
+
+
 def test_two_fields_under_one_parameter_name_are_refused() -> None:
     @dataclasses.dataclass
     class Clash:
@@ -244,7 +280,7 @@ def test_preset_reads_the_profile_yaml(profile):
 
     cfg = preset("04_zse_sbir", profile, seed=7)
     yml = load_yaml_params(notebooks_dir() / "params" / profile / "04_zse_sbir.yaml")
-    assert cfg.seed == 7
+    assert cfg.train.seed == 7
     assert cfg.model.dim == yml["DIM"] and cfg.model.patch_embed == yml.get("PATCH_EMBED", cfg.model.patch_embed)
     with pytest.raises(P.ConfigError, match="not_a_field.*and overrides"):
         preset("04_zse_sbir", profile, not_a_field=1)

@@ -109,13 +109,16 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}")
         if self.epochs is None and self.max_steps is None:
             raise ValueError("TrainConfig.epochs=None (max_steps sets the length) needs max_steps, got None")
-        if self.batch_size < 1 or (self.epochs is not None and self.epochs < 1):
-            raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        for name in ("batch_size", "epochs", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"TrainConfig.{name}: expected a positive integer, got {value}")
         if self.ckpt_every is not None and self.ckpt_every < 1:
             raise ValueError(f"TrainConfig.ckpt_every: expected None (epoch ends only) or >= 1, got {self.ckpt_every}")
-        if self.num_workers < 0 or (self.prefetch_factor is not None and self.prefetch_factor < 1):
-            raise ValueError(f"TrainConfig: num_workers >= 0 and prefetch_factor >= 1 expected, "
-                             f"got {self.num_workers}, {self.prefetch_factor}")
+        if self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers: expected >= 0, got {self.num_workers}")
+        if self.prefetch_factor is not None and self.prefetch_factor < 1:
+            raise ValueError(f"TrainConfig.prefetch_factor: expected None or >= 1, got {self.prefetch_factor}")
 
 
 LOOP_FIELDS = ("num_workers", "pin_memory", "prefetch_factor", "persistent_workers", "compile", "channels_last",

@@ -302,8 +302,9 @@ def _xmodal_overrides(cfg: CompareConfig) -> dict[str, Any]:
     cpu profile of notebooks 01/02: patch 16 (the CNN's stride), no per-image standardisation (the
     CNN normalises its own inputs) and no colour views of the teacher's photos (the frozen CNN's
     features are cached once per image; a new view each step would recompute them)."""
-    over: dict[str, Any] = dict(seed=cfg.seed, device=cfg.device, teacher_max_steps=cfg.xmodal_teacher_steps,
-                                student_max_steps=cfg.xmodal_student_steps)
+    over: dict[str, Any] = dict(seed=cfg.seed, teacher_max_steps=cfg.xmodal_teacher_steps,
+                                student_max_steps=cfg.xmodal_student_steps, teacher_device=cfg.device,
+                                student_device=cfg.device)
     if cfg.profile == "paper" and cfg.dataset == "sketchy":  # the paper's Sketchy recipe (queues 64, ViT-S students)
         over.update({k: v for k, v in PAPER_DATASETS["sketchy"].items() if k not in ("dataset", "epoch_unit")})
     if cfg.xmodal_patch_embed is not None:

@@ -19,6 +19,7 @@ are listed per notebook in :data:`NOTEBOOKS` (``local``); anything else that is 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import types
 import typing
@@ -32,7 +33,7 @@ from xmodal_lib.infra.errors import ConfigError  # one error class for bad input
 from xmodal_lib.infra.paths import notebooks_dir
 
 __all__ = ["ConfigError", "NotebookSpec", "NOTEBOOKS", "bind", "notebook_config", "preset", "config_class",
-           "parse_value", "nested", "leaves", "build", "flat_params", "to_dict", "from_dict", "override"]
+           "parse_value", "nested", "leaves", "params_of_field", "build", "flat_params", "to_dict", "from_dict", "override"]
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,13 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def nested(cls: type, prefix: str = "") -> Any:
-    """A run-config field holding the config ``cls`` (built from its defaults); its fields are the
-    parameters ``prefix + field`` (upper case), e.g. ``model: ZSEConfig = nested(ZSEConfig)``."""
-    return dataclasses.field(default_factory=cls, metadata={"prefix": prefix})
+def nested(cls: type, prefix: str = "", **defaults: Any) -> Any:
+    """A run-config field holding the config ``cls``; its fields are the parameters ``prefix + field``
+    (upper case), e.g. ``model: ZSEConfig = nested(ZSEConfig)``. ``defaults`` replace ``cls``'s own
+    defaults for this group (a method's training recipe: ``train: TrainConfig = nested(TrainConfig,
+    lr=1e-3, optimizer="adamw")``); a parameter given by a notebook or profile replaces them in turn."""
+    return dataclasses.field(default_factory=lambda: cls(**defaults),
+                             metadata={"prefix": prefix, "defaults": dict(defaults)})
 
 
 def _is_group(tp: Any) -> bool:
@@ -176,6 +180,14 @@ def leaves(cls: type) -> dict[str, tuple[tuple[str, ...], Any]]:
     return out
 
 
+def params_of_field(cls: type, field: str) -> list[str]:
+    """The parameter names (lower case) of every leaf called ``field`` in ``cls``'s groups: where a
+    setting lives once per training loop, e.g. ``"device"`` -> ``["device"]`` for ZSE-SBIR and
+    ``["baseline_device", "student_device", "teacher_device"]`` for XModalViT (``xmodal train`` on one
+    device, ``override(cfg, **dict.fromkeys(params_of_field(type(cfg), "device"), "cuda"))``)."""
+    return sorted(name for name, (path, _) in leaves(cls).items() if path[-1] == field)
+
+
 def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     """``tree[path[0]][path[1]]... = value`` (sub-trees made on the way): a leaf's place in its groups."""
     for part in path[:-1]:
@@ -183,19 +195,40 @@ def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _build(cls: type, tree: Mapping[str, Any], where: str) -> Any:
-    """``cls(**tree)`` with every nested group built first from its sub-tree (defaults elsewhere)."""
+def _build(cls: type, tree: Mapping[str, Any], where: str, prefix: str | None = None) -> Any:
+    """``cls(**tree)`` with every nested group built first from its sub-tree (defaults elsewhere). A
+    group's error that starts with ``Class.field:`` is told by its parameter (``TEACHER_EPOCHS:``)."""
     hints = typing.get_type_hints(cls)
     kwargs = dict(tree)
     for f in dataclasses.fields(cls):
-        if f.init and _is_group(hints[f.name]):
-            kwargs[f.name] = _build(hints[f.name], tree.get(f.name, {}), where)
+        if f.init and _is_group(hints[f.name]):  # the group's own defaults (nested(**defaults)), then the tree's
+            sub = (prefix or "") + f.metadata.get("prefix", f"{f.name}_")
+            kwargs[f.name] = _build(hints[f.name], {**f.metadata.get("defaults", {}), **tree.get(f.name, {})}, where, sub)
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{cls.__name__}{where}: {err}") from None
+        msg = str(err)
+        head, sep, rest = msg.partition(": ")
+        if prefix is not None and sep and head.startswith(f"{cls.__name__}.") and head[len(cls.__name__) + 1:].isidentifier():
+            raise ConfigError(f"{(prefix + head[len(cls.__name__) + 1:]).upper()}{where}: {rest} ({head})") from None
+        raise ConfigError(f"{cls.__name__}{where}: {msg}") from None
+
+
+def _suggest(unknown: list[str], table: Mapping[str, Any], owner: str) -> str:
+    """The expected names: all of them when few, else the likely ones (a loop's ``BATCH_SIZE`` ->
+    ``TEACHER_BATCH_SIZE`` ..., close spellings) and how to list the rest."""
+    names = sorted(table)
+    if len(names) <= 40:
+        return f"expected some of {', '.join(n.upper() for n in names)}"
+    near: list[str] = []
+    for key in unknown:
+        k = key.lower()
+        near += [n for n in names if n.endswith("_" + k)] + difflib.get_close_matches(k, names, n=3, cutoff=0.75)
+    near = list(dict.fromkeys(near))
+    hint = f"did you mean {', '.join(n.upper() for n in near)}? " if near else ""
+    return f"{hint}(all {len(names)}: xmodal_lib.run.params.leaves({owner}))"
 
 
 def bind(cls: type, params: Mapping[str, Any], *, local: tuple[str, ...] | set[str] = (),
@@ -222,8 +255,8 @@ def bind(cls: type, params: Mapping[str, Any], *, local: tuple[str, ...] | set[s
         path, tp = table[key.lower()]
         _put(tree, path, _coerce(key.upper(), tp, value))
     if unknown:
-        raise ConfigError(f"{', '.join(sorted(unknown))}{where}: not parameters of {cls.__name__}; expected some "
-                          f"of {', '.join(sorted(n.upper() for n in table))}")
+        raise ConfigError(f"{', '.join(sorted(unknown))}{where}: not parameters of {cls.__name__}; "
+                          f"{_suggest(unknown, table, cls.__name__)}")
     return _build(cls, tree, where)
 
 

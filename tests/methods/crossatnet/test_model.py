@@ -89,7 +89,8 @@ def test_channels_last_backbones_give_the_same_outputs_and_gradients():
     torch.manual_seed(0)
     ref = CrossATNet(CrossATNetConfig(**cfg)).train()
     torch.manual_seed(0)
-    nhwc = CrossATNet(CrossATNetConfig(**cfg, channels_last=True)).train()
+    nhwc = CrossATNet(CrossATNetConfig(**cfg)).train()
+    assert to_channels_last(nhwc) > 0
     conv_w = [m.weight for m in nhwc.photo_net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert conv_w and all(w.is_contiguous(memory_format=torch.channels_last) for w in conv_w)
     assert to_channels_last(nhwc) == 0  # already converted

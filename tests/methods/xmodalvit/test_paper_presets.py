@@ -24,9 +24,10 @@ def _paper(ds: str) -> XModalViTConfig:
 def test_xmodalvit_paper_preset_is_official():
     for ds, student in (("shoev2", "vit_tiny_patch16_224.augreg_in21k"), ("sketchy", "vit_small_patch16_224.augreg_in21k")):
         c = _paper(ds)
-        assert c.student.backbone == student and c.val_fraction == 0.0 and c.precision == "fp32"
-        assert c.teacher_schedule == "official" and c.train_config("teacher").schedule == "official"
-        assert c.train_config("student").precision == "fp32"
+        assert c.student.backbone == student and c.val_fraction == 0.0
+        assert {c.teacher_train.precision, c.student_train.precision, c.baseline_train.precision} == {"fp32"}
+        assert c.teacher_train.schedule == "official" and c.student_train.schedule == "exponential"
+        assert c.baseline_train.weight_decay == c.student_train.weight_decay == 1e-5  # as the official baseline
     assert _paper("sketchy").epoch_unit == "classes"
     assert _paper("chairv2").epoch_unit == "photos"
     with pytest.raises(ValueError, match="epoch_unit"):

@@ -10,8 +10,9 @@ from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS
 
 TINY = dict(image_size=16, teacher_patch_size=8, teacher_depth=1, teacher_embed_dim=12, teacher_num_heads=3,
             xma_depth=1, student_patch_size=8, student_depth=1, student_embed_dim=12, student_num_heads=3,
-            teacher_queue=8, student_queue=8, batch_size=4, teacher_epochs=1, student_epochs=1,
-            baseline_epochs=1, device="cpu")
+            teacher_queue=8, student_queue=8, teacher_batch_size=4, student_batch_size=4, baseline_batch_size=4,
+            teacher_epochs=1, student_epochs=1,
+            baseline_epochs=1, teacher_device="cpu", student_device="cpu", baseline_device="cpu")
 
 
 def _split(n_photos: int, per: int, seed: int) -> xv.FGTensors:
@@ -29,12 +30,13 @@ def data():
 
 def test_presets_and_params():
     p = preset("02_distillation", "paper")
-    assert (p.batch_size, p.teacher_lr, p.student_lr, p.teacher_queue, p.student_queue) == (16, 3e-6, 1e-5, 128, 256)
+    assert (p.teacher_train.batch_size, p.student_train.batch_size, p.teacher_train.lr, p.student_train.lr, p.teacher_queue,
+            p.student_queue) == (16, 16, 3e-6, 1e-5, 128, 256)
     assert p.teacher.backbone == "vit_base_patch16_224" and p.student.backbone == "vit_tiny_patch16_224.augreg_in21k"
     s = preset("02_distillation", "paper", **PAPER_DATASETS["sketchy"])
     assert (s.teacher_queue, s.student_queue, s.student.backbone) == (64, 64, "vit_small_patch16_224.augreg_in21k")
     c = notebook_config("01_fusion_teacher", {"PROFILE": "smoke", "TEACHER_EPOCHS": 3, "SEED": 5, "lower": 1})
-    assert c.teacher_epochs == 3 and c.seed == 5 and c.profile == "smoke"
+    assert c.teacher_train.epochs == 3 and c.seed == 5 and c.profile == "smoke"
     with pytest.raises(ValueError, match="sketch_target"):
         xv.XModalViTConfig(sketch_target="x")
     with pytest.raises(ValueError, match="PROFILE"):
@@ -235,7 +237,7 @@ def test_teacher_modality_share_separates_photo_and_sketch_dependence():
 
 def test_same_teacher_setup_and_paper_turns_additions_off():
     a = xv.XModalViTConfig()
-    assert xv.same_teacher_setup(a, build(xv.XModalViTConfig, student_lr=1.0, baseline_epochs=2, device="cpu"))
+    assert xv.same_teacher_setup(a, build(xv.XModalViTConfig, student_lr=1.0, baseline_epochs=2, teacher_device="cpu"))
     assert not xv.same_teacher_setup(a, build(xv.XModalViTConfig, standardize_inputs=False))
     assert not xv.same_teacher_setup(a, build(xv.XModalViTConfig, teacher_epochs=1))
     p = preset("02_distillation", "paper")

@@ -70,7 +70,7 @@ def test_training_steps_through_shared_loop(tmp_path):
     groups = [str(i % 4) for i in range(16)]
     ds = ZSEBatchDataset(torch.randn(16, 3, 48, 48), groups, torch.randn(16, 3, 48, 48), groups, 8, seed=0)
     before = model.rn.mlp[0].weight.clone()
-    res = fit(model, zse_step, ds, cfg.train_config(), tmp_path, progress=False)
+    res = fit(model, zse_step, ds, cfg.train, tmp_path, progress=False)
     assert res.steps == 2 and {"loss", "triplet", "matching"} <= set(res.history[-1])
     assert not torch.equal(before, model.rn.mlp[0].weight)  # RN receives gradients through the pruned path
 

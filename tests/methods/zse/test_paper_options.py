@@ -14,8 +14,8 @@ from xmodal_lib.run.params import build, preset
 
 def test_paper_preset_is_official():
     p = preset("04_zse_sbir", "paper", **Z.PAPER_DATASETS["sketchy25"])
-    assert (p.model.ln_eps, p.preprocess, p.precision, p.val_classes) == (1e-5, "official", "fp32", 0)
-    assert p.train_config().precision == "fp32"
+    assert (p.model.ln_eps, p.preprocess, p.train.precision, p.val_classes) == (1e-5, "official", "fp32", 0)
+    assert p.train.optimizer == "adamw" and p.train.ckpt_every is None  # the method's loop defaults survive the preset
     m = p.model
     assert m.ln_eps == 1e-5 and m.vit_name == "vit_base_patch16_224.sam_in1k"
     s = Z.ZSEPipelineConfig()

@@ -28,7 +28,8 @@ PAPER_DATASETS: dict[str, dict[str, Any]] = {
 class CrossATNetRunConfig:
     """Every knob of a CrossATNet run = the parameters of notebook 03: the network's (``model``,
     :class:`CrossATNetConfig`, parameters under their own names: ``EMBED_DIM`` -> ``model.embed_dim``)
-    and the run's (data, graph CNN, losses, optimisation). The defaults are a tiny CPU run (6 epochs,
+    and the run's (data, graph CNN, losses), the training loop's nested as ``train``
+    (:class:`~xmodal_lib.engine.train.TrainConfig`, parameters under their own names: ``LR`` -> ``train.lr``). The defaults are a tiny CPU run (6 epochs,
     lr 1e-3; class names still embedded with MiniLM); the profiles are the YAML files
     (:func:`xmodal_lib.run.params.preset`). Paper-profile hyperparameters are ours (the paper's are not
     available)."""
@@ -56,15 +57,10 @@ class CrossATNetRunConfig:
     w_hash: float = 1.0
     w_quant: float = 0.1
     w_balance: float = 0.1
-    # optimisation
-    epochs: int | None = 6  # None: max_steps alone sets the length
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    # optimisation: the shared loop's settings under their own names (EPOCHS -> train.epochs, SEED -> train.seed)
+    train: TrainConfig = nested(TrainConfig, epochs=6, batch_size=32, lr=1e-3, weight_decay=0.0, optimizer="adam",
+                                device="cpu", ckpt_every=None, keep_last=1)
     augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
     # evaluation
     metrics: tuple[str, ...] = ("map_all_voc", "p@100")
 
@@ -76,14 +72,6 @@ class CrossATNetRunConfig:
             raise ValueError(f"CrossATNetRunConfig.graph: expected 'knn', 'mst' or 'none', got {self.graph!r}")
         if self.margin < 0 or self.tau <= 0:
             raise ValueError(f"CrossATNetRunConfig: margin >= 0 and tau > 0 expected, got {self.margin}, {self.tau}")
-
-    def train_config(self, **kw: Any):
-        """The :class:`xmodal_lib.engine.train.TrainConfig` of this run."""
-        base = dict(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size, lr=self.lr,
-                    weight_decay=self.weight_decay, optimizer="adam", seed=self.seed, device=self.device,
-                    ckpt_every=None, keep_last=1)
-        base.update(kw)
-        return TrainConfig(**base)
 
     def to_dict(self) -> dict:
         """JSON-able, by parameter name (:func:`xmodal_lib.run.params.to_dict`; read back with ``from_dict``)."""

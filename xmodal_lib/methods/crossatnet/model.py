@@ -31,7 +31,7 @@ no weights); they cost O(B·N·A), negligible next to the backbones.
 :func:`xmodal_lib.layers.attention.set_attention_impl` therefore leaves them alone and only
 switches the attention inside a transformer backbone (timm ``fused_attn``).
 
-**Channels-last.** ``channels_last=True`` (or :func:`to_channels_last`) stores the CNN backbones'
+**Channels-last.** :func:`to_channels_last` (the run's ``CHANNELS_LAST``, ``train.channels_last``) stores the CNN backbones'
 4-D weights in NHWC and feeds them NHWC inputs: faster convolutions on tensor-core GPUs
 (cuDNN) and with oneDNN on CPU, same outputs up to float rounding (tested).
 """
@@ -65,7 +65,6 @@ class CrossATNetConfig:
     attn_dim: int = 32
     hash_bits: tuple[int, ...] = (16, 32, 64, 128)
     cross_attention: bool = True
-    channels_last: bool = False  # NHWC memory format for CNN backbones (speed only)
     cnn_trainable_blocks: int = 0  # backbone "pretrained_lite0/2" only: last stages trained (0 = frozen, cached)
 
     def __post_init__(self) -> None:
@@ -195,8 +194,6 @@ class CrossATNet(nn.Module):
             self.guide_q = nn.Linear(d, a)
             self.guide_k = nn.Linear(cp, a)
         self.hash_heads = nn.ModuleDict({str(b): nn.Linear(d, b) for b in cfg.hash_bits})
-        if cfg.channels_last:
-            to_channels_last(self)
 
     # ---- sketch -------------------------------------------------------------------------------
     def encode_sketch(self, x: Tensor) -> Tensor:

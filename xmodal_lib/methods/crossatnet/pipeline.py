@@ -27,7 +27,7 @@ from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
 from xmodal_lib.infra.paths import artifacts_dir
 from xmodal_lib.methods.crossatnet.losses import (attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
                                  quantization_loss, semantic_alignment_loss)
-from xmodal_lib.methods.crossatnet.model import CrossATNet
+from xmodal_lib.methods.crossatnet.model import CrossATNet, to_channels_last
 from xmodal_lib.methods.crossatnet.gcn import GCN, build_graph, normalize_adjacency
 from xmodal_lib.retrieval.chance import chance_metrics
 from xmodal_lib.retrieval.embed_cache import embed_images, embed_records, model_fingerprint
@@ -175,16 +175,19 @@ def train(cfg: CrossATNetRunConfig, train_index: SBIRIndex, out_dir: str | Path,
     load_s = time.perf_counter() - t0
     ys = torch.tensor([ids[r.label] for r in train_index.sketches])
     yp = torch.tensor([ids[r.label] for r in train_index.photos])
-    data = PairDataset(images[0], ys, images[1], yp, seed=cfg.seed, augment=cfg.augment)
+    data = PairDataset(images[0], ys, images[1], yp, seed=cfg.train.seed, augment=cfg.augment)
 
     graph = None
     if cfg.use_gcn:
         if embed_fn is None:
             embed_fn = make_embedder(cfg.semantics, cfg.word_vectors)
         graph = build_class_graph(seen, embed_fn, train_index.unseen, cfg.graph, cfg.graph_k)
-    torch.manual_seed(cfg.seed)
-    tr = CrossATNetTrainer(CrossATNet(cfg.model), graph, cfg)
-    res = fit(tr, crossatnet_step, data, cfg.train_config(), out_dir, config=cfg.to_dict(),
+    torch.manual_seed(cfg.train.seed)
+    net = CrossATNet(cfg.model)
+    if cfg.train.channels_last:  # the CNN backbones' weights and inputs NHWC (fit moves the rest)
+        to_channels_last(net)
+    tr = CrossATNetTrainer(net, graph, cfg)
+    res = fit(tr, crossatnet_step, data, cfg.train, out_dir, config=cfg.to_dict(),
               desc="crossatnet", progress=progress, resume=resume, options=options)
     tr.eval()
     return TrainedCrossATNet(tr, graph, res, seen, load_s)
@@ -218,7 +221,7 @@ def embed_test(net: CrossATNet, test_index: SBIRIndex, cfg: CrossATNetRunConfig,
     weights reads the vectors back. Records are keyed by path, size and mtime; preloaded
     ``images`` by a hash of their pixels.
     """
-    dev = resolve_device(cfg.device)
+    dev = resolve_device(cfg.train.device)
     net.eval().to(dev)
     fp = model_fingerprint(net)
     if images is None:

@@ -1,7 +1,10 @@
 """XModalViT's run config: every leaf a notebook parameter of notebooks 01 and 02 (upper case).
 
-The two encoder recipes are nested configs, bound with a prefix (:func:`xmodal_lib.run.params.nested`):
-``TEACHER_DEPTH`` -> ``cfg.teacher.depth``, ``STUDENT_POOL`` -> ``cfg.student.pool``. The profiles
+The two encoder recipes and the three training loops are nested configs, bound with a prefix
+(:func:`xmodal_lib.run.params.nested`): ``TEACHER_DEPTH`` -> ``cfg.teacher.depth``, ``STUDENT_POOL`` ->
+``cfg.student.pool``, ``TEACHER_LR`` -> ``cfg.teacher_train.lr``, ``STUDENT_DEVICE`` ->
+``cfg.student_train.device``, ``BASELINE_EPOCHS`` -> ``cfg.baseline_train.epochs``
+(:class:`~xmodal_lib.engine.train.TrainConfig`: one declaration of every loop setting). The profiles
 are the YAML files ``notebooks/params/<profile>/0[12]_*.yaml`` (:func:`xmodal_lib.run.params.preset`);
 the paper's other datasets are :data:`PAPER_DATASETS`, what differs from the Shoe-V2 paper profile.
 """
@@ -92,31 +95,24 @@ class XModalViTConfig:
     input_norm: str = "half"  # "none" = [0, 1] as the official code; "half" = [-1, 1]; "imagenet"
     standardize_inputs: bool = True
     val_fraction: float = 0.15
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # the data: split, triplet sampling, queue initialisation and model init (the loops: *_SEED)
     # teacher
     teacher: EncoderConfig = nested(EncoderConfig, "teacher_")  # TEACHER_BACKBONE ... TEACHER_NUM_HEADS
     xma_depth: int = 3
     xma_heads: int = 3
     teacher_queue: int = 32
-    teacher_lr: float = 1e-4
-    teacher_weight_decay: float = 1e-4
-    teacher_schedule: str = "cosine"
-    teacher_epochs: int = 45
-    teacher_max_steps: int | None = None
+    # the teacher's training loop: TEACHER_EPOCHS, TEACHER_LR ... TEACHER_DEVICE -> teacher_train.<field>
+    teacher_train: TrainConfig = nested(TrainConfig, "teacher_", epochs=45, batch_size=16, lr=1e-4, weight_decay=1e-4,
+                                        schedule="cosine", optimizer="adam")
     teacher_photo_aug: bool = True
     patch_embed: str = "pixels"  # teacher and students: "pixels" (paper) | "hybrid_lite0" ImageNet CNN-cell tokens (ours)
     cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
     # students
     student: StudentConfig = nested(StudentConfig, "student_")  # STUDENT_BACKBONE ... STUDENT_POOL
     student_queue: int = 32
-    student_lr: float = 1e-4
-    student_weight_decay: float = 1e-5
-    student_schedule: str = "exponential"
-    student_gamma: float = 0.99999
-    student_epochs: int = 30
-    student_max_steps: int | None = None
+    # the students' distillation loop: STUDENT_EPOCHS, STUDENT_LR, STUDENT_GAMMA ... -> student_train.<field>
+    student_train: TrainConfig = nested(TrainConfig, "student_", epochs=30, batch_size=16, lr=1e-4, weight_decay=1e-5,
+                                        schedule="exponential", gamma=0.99999, optimizer="adam")
     sketch_target: str = "z_p"  # teacher branch distilled into the sketch student: "z_s" or "z_p"
     # losses
     temperature: float = 0.07
@@ -124,12 +120,12 @@ class XModalViTConfig:
     angle_chunk: int | None = None
     # triplet baseline (no teacher)
     triplet_margin: float = 0.2
-    baseline_lr: float = 1e-4
-    baseline_epochs: int = 30
+    # its loop: BASELINE_EPOCHS, BASELINE_LR ... -> baseline_train.<field>
+    baseline_train: TrainConfig = nested(TrainConfig, "baseline_", epochs=30, batch_size=16, lr=1e-4, weight_decay=1e-5,
+                                         schedule="constant", optimizer="adam")
     # evaluation: score = dot product of the (un-normalised) student embeddings, as the paper's code
     eval_metric: str = "dot"
     eval_batch_size: int = 64
-    precision: str = "auto"  # training autocast: auto (bf16 on CUDA, fp32 on CPU) | fp32 (official code) | bf16 | fp16
     epoch_unit: str = "photos"  # "photos": one item per training photo | "classes": official Sketchy epoch, one photo per class
 
     def __post_init__(self) -> None:
@@ -141,8 +137,7 @@ class XModalViTConfig:
             raise ValueError(f"epoch_unit: expected 'photos' or 'classes', got {self.epoch_unit!r}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a value in [0, 1), got {self.val_fraction}")
-        for name in ("image_size", "batch_size", "teacher_queue", "student_queue", "xma_depth",
-                     "teacher_epochs", "student_epochs", "baseline_epochs", "synth_fg_train", "synth_fg_test"):
+        for name in ("image_size", "teacher_queue", "student_queue", "xma_depth", "synth_fg_train", "synth_fg_test"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
@@ -162,19 +157,3 @@ class XModalViTConfig:
         return dict(backbone=self.student.backbone, pretrained=self.student.pretrained, pool=self.student.pool,
                     patch_embed=self.patch_embed, cnn_trainable_blocks=self.cnn_trainable_blocks,
                     input_norm=self.input_norm, img_size=self.image_size, **self.student.overrides())
-
-    def train_config(self, stage: str):
-        """The shared loop's :class:`~xmodal_lib.engine.train.TrainConfig` for ``"teacher"``, ``"student"``, ``"baseline"``."""
-        common = dict(batch_size=self.batch_size, seed=self.seed, device=self.device, optimizer="adam",
-                      precision=self.precision)
-        if stage == "teacher":
-            return TrainConfig(epochs=self.teacher_epochs, max_steps=self.teacher_max_steps, lr=self.teacher_lr,
-                               weight_decay=self.teacher_weight_decay, schedule=self.teacher_schedule, **common)
-        if stage == "student":
-            return TrainConfig(epochs=self.student_epochs, max_steps=self.student_max_steps, lr=self.student_lr,
-                               weight_decay=self.student_weight_decay, schedule=self.student_schedule,
-                               gamma=self.student_gamma, **common)
-        if stage == "baseline":
-            return TrainConfig(epochs=self.baseline_epochs, max_steps=self.student_max_steps, lr=self.baseline_lr,
-                               weight_decay=self.student_weight_decay, schedule="constant", **common)
-        raise ValueError(f"train_config(stage=...): expected 'teacher', 'student' or 'baseline', got {stage!r}")

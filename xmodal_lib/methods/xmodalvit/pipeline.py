@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
 from xmodal_lib.infra.paths import artifacts_dir, runs_dir
 from xmodal_lib.methods.xmodalvit.rkd import rkd_angle, rkd_distance
-from xmodal_lib.engine.train import FitOptions, fit
+from xmodal_lib.engine.train import LOOP_FIELDS, FitOptions, fit
 from xmodal_lib.losses.triplet import batch_all_triplet
 from xmodal_lib.methods.xmodalvit.xaqc import XAQC
 from xmodal_lib.infra.devices import module_device, resolve_device
@@ -152,8 +152,8 @@ def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | 
     xaqc = XAQC(teacher.embed_dim, cfg.teacher_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed)
     val_fn = (lambda m: {f"val_{k}": v for k, v in teacher_pair_retrieval(m, data.val).items()
                          if k.startswith("acc@")}) if data.val.sketches.shape[0] else None
-    res = fit(teacher, teacher_step(xaqc, cfg.teacher_photo_aug), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),
-              cfg.train_config("teacher"), out_dir or _default_out("teacher"), val_fn=val_fn,
+    res = fit(teacher, teacher_step(xaqc, cfg.teacher_photo_aug), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.teacher_train.batch_size),
+              cfg.teacher_train, out_dir or _default_out("teacher"), val_fn=val_fn,
               state_modules={"xaqc": xaqc}, resume=resume, config=cfg.to_dict(), desc="teacher",
               progress=progress, options=options)
     return teacher, res
@@ -182,8 +182,11 @@ def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalV
     return load_model(p, XModalViTConfig, make_teacher, "teacher config", teacher_pretrained=False)
 
 
-_NOT_TEACHER = ("profile", "device", "teacher_pretrained", "eval_metric", "eval_batch_size", "angle_chunk",
-                "sketch_target", "triplet_margin")
+#: fields that leave a trained teacher as it is: evaluation, the students', and how the teacher's loop ran
+#: (device, loader, checkpoints; its precision does count)
+_NOT_TEACHER = ("profile", "teacher_pretrained", "eval_metric", "eval_batch_size", "angle_chunk", "sketch_target",
+                "triplet_margin", "teacher_device",
+                *(f"teacher_{f}" for f in LOOP_FIELDS if f != "precision"))
 
 
 def same_teacher_setup(a: XModalViTConfig, b: XModalViTConfig) -> bool:
@@ -231,14 +234,14 @@ def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeach
                     out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
                     options: FitOptions | None = None):
     """Distil photo + sketch students from the frozen ``teacher``; returns ``(StudentPair, TrainResult)``."""
-    freeze(teacher).to(resolve_device(cfg.device))
+    freeze(teacher).to(resolve_device(cfg.student_train.device))
     students = make_students(cfg, teacher.embed_dim)
     d = teacher.embed_dim
     xp = XAQC(d, cfg.student_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed + 2)
     xs = XAQC(d, cfg.student_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed + 3)
     name = "students_xaqc_xmrd" if relational else "students_xaqc"
     res = fit(students, student_step(teacher, xp, xs, relational, cfg.sketch_target, cfg.angle_chunk),
-              TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size), cfg.train_config("student"),
+              TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.student_train.batch_size), cfg.student_train,
               out_dir or _default_out(name), val_fn=_val_fn(cfg, data), state_modules={"xaqc_p": xp, "xaqc_s": xs},
               resume=resume, config={**cfg.to_dict(), "relational": relational}, desc=name, progress=progress,
               options=options)
@@ -271,8 +274,8 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
     """The same student pair trained with a triplet loss and no teacher; returns ``(StudentPair, TrainResult)``."""
     dim = out_dim or cfg.teacher.embed_dim or 768
     students = make_students(cfg, dim, normalize=True)
-    res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.batch_size),
-              cfg.train_config("baseline"), out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
+    res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.baseline_train.batch_size),
+              cfg.baseline_train, out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
               resume=resume, config={**cfg.to_dict(), "method": "triplet"}, desc="triplet", progress=progress,
               options=options)
     return students, res

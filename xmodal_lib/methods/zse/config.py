@@ -29,7 +29,8 @@ PAPER_DATASETS: dict[str, dict[str, Any]] = {
 @dataclass
 class ZSEPipelineConfig:
     """Every notebook parameter of 04_zse_sbir: the model's (``model``, :class:`ZSEConfig`, parameters
-    under their own names: ``DIM`` -> ``model.dim``) and the run's (data, training, evaluation).
+    under their own names: ``DIM`` -> ``model.dim``), the training loop's (``train``,
+    :class:`~xmodal_lib.engine.train.TrainConfig`: ``LR`` -> ``train.lr``) and the run's (data, evaluation).
 
     The defaults are a tiny CPU run; the profiles are the YAML files (:func:`xmodal_lib.run.params.preset`).
     Paper profile, also official: fp32 training, LayerNorm eps 1e-5, the released sketch crop and
@@ -40,21 +41,16 @@ class ZSEPipelineConfig:
 
     model: ZSEConfig = nested(ZSEConfig)  # methods_spec.md §3.3-3.5
     profile: str = "smoke"
-    seed: int = 0
-    device: str = "auto"
     dataset: str = "synthetic"     # "synthetic" | "sketchy" | "sake"
     data_root: str | None = None
     split: str | None = None       # zero-shot split of real data ("zeroshot1" ...)
     preprocess: str = "ours"       # "ours" (ink < 200 crop, square pad) | "official": released crop (data.official_crop)
     ts_warmup_epochs: int = 0      # keep_rate < 1: epochs with all tokens before pruning starts (authors: 5-10)
-    precision: str = "auto"        # training autocast: auto (bf16 on CUDA) | fp32 (official) | bf16 | fp16
-    # training (§3.7)
-    epochs: int | None = 1  # None: max_steps alone sets the length
+    # training (§3.7): the shared loop's settings under their own names (LR -> train.lr, PRECISION ->
+    # train.precision: auto = bf16 autocast on CUDA | fp32 (official) | bf16 | fp16)
+    train: TrainConfig = nested(TrainConfig, epochs=1, batch_size=8, lr=1e-4, weight_decay=1e-2, optimizer="adamw",
+                                schedule="constant", ckpt_every=None, keep_last=1)
     items_per_epoch: int = 480
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    max_steps: int | None = None
     val_classes: int = 3           # seen classes held out for model selection
     # evaluation (§3.9)
     metrics: tuple[str, ...] = ("map_all_voc", "p@100")
@@ -74,7 +70,7 @@ class ZSEPipelineConfig:
         self.metrics, self.rerank_ks = tuple(self.metrics), tuple(int(k) for k in self.rerank_ks)
         if self.dataset not in ("synthetic", "sketchy", "sake"):
             raise ValueError(f"ZSEPipelineConfig.dataset: expected 'synthetic', 'sketchy' or 'sake', got {self.dataset!r}")
-        if self.rerank_k < 1 or self.val_classes < 0 or self.items_per_epoch < self.batch_size:
+        if self.rerank_k < 1 or self.val_classes < 0 or self.items_per_epoch < self.train.batch_size:
             raise ValueError("ZSEPipelineConfig: need rerank_k >= 1, val_classes >= 0, items_per_epoch >= batch_size")
         if self.ts_warmup_epochs and self.model.rn_tokens == "kept":
             raise ValueError("ZSEPipelineConfig.ts_warmup_epochs needs rn_tokens='grid' (the 'kept' RN is built for the pruned count)")
@@ -83,12 +79,6 @@ class ZSEPipelineConfig:
                              f"got {self.preprocess!r}, {self.ts_warmup_epochs}")
         if self.fg_kind not in ("synthetic_fg", "qmul_v1"):
             raise ValueError(f"ZSEPipelineConfig.fg_kind: expected 'synthetic_fg' or 'qmul_v1', got {self.fg_kind!r}")
-
-    def train_config(self, items: int | None = None) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
-                           lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw",
-                           schedule="constant", seed=self.seed, device=self.device,
-                           ckpt_every=None, keep_last=1, precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, by parameter name (:func:`xmodal_lib.run.params.to_dict`; read back with ``from_dict``)."""

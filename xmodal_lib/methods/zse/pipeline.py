@@ -97,13 +97,13 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
     Under DDP every rank validates the same weights, so every rank keeps the same best epoch.
     (After ``resume`` the best epoch is chosen among the epochs validated in this call.)
     """
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.train.seed)
     model = model or ZSESBIR(cfg.model)
     sk = load_images(train_index.sketches, cfg, "sketch")
     ph = load_images(train_index.photos, cfg, "photo")
     key = (lambda r: r.label) if group == "label" else (lambda r: r.instance)
     ds = ZSEBatchDataset(sk, [key(r) for r in train_index.sketches], ph, [key(r) for r in train_index.photos],
-                         n_items=items or cfg.items_per_epoch, seed=cfg.seed)
+                         n_items=items or cfg.items_per_epoch, seed=cfg.train.seed)
     best: dict[str, Any] = {"score": -1.0, "state": None}
     val_fn = None
     if val_index is not None and val_index.sketches and val_index.photos:
@@ -122,11 +122,11 @@ def train_zse(cfg: ZSEPipelineConfig, train_index: SBIRIndex, out_dir: str | Pat
 
     if cfg.ts_warmup_epochs and cfg.model.keep_rate < 1.0:  # authors' advice (issue #1): all tokens first
         model.sa.keep_rate = 1.0
-        fit(model, zse_step, ds, replace(cfg.train_config(), epochs=cfg.ts_warmup_epochs, max_steps=None),
+        fit(model, zse_step, ds, replace(cfg.train, epochs=cfg.ts_warmup_epochs, max_steps=None),
             Path(out_dir) / "ts_warmup", resume=resume, config={"zse": cfg.to_dict(), "stage": "ts_warmup"},
             desc=f"{desc} warm-up", progress=progress, options=options)
         model.sa.keep_rate = cfg.model.keep_rate
-    res = fit(model, zse_step, ds, cfg.train_config(), out_dir, val_fn=val_fn, resume=resume,
+    res = fit(model, zse_step, ds, cfg.train, out_dir, val_fn=val_fn, resume=resume,
               config={"zse": cfg.to_dict()}, desc=desc, progress=progress, options=options)
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -139,7 +139,7 @@ def evaluate_zero_shot(model: ZSESBIR, test_index: SBIRIndex, cfg: ZSEPipelineCo
                        modes: tuple[str, ...] = ("ret", "rn", "rn_rerank"), curve: bool = True) -> dict[str, Any]:
     """Category metrics of the three retrieval modes on ``test_index`` (+ mAP vs rerank k, timings, and
     ``scores``: each mode's query x gallery score matrix, larger = more similar)."""
-    dev = resolve_device(cfg.device)
+    dev = resolve_device(cfg.train.device)
     model.to(dev).eval()
     sk = load_images(test_index.sketches, cfg, "sketch")
     ph = load_images(test_index.photos, cfg, "photo")
@@ -179,7 +179,7 @@ def train_zero_shot(cfg: ZSEPipelineConfig, out_dir: str | Path, index: SBIRInde
     if not index.unseen:
         raise DataError(f"{index.name}: no unseen classes; a zero-shot split is needed")
     preflight(index, progress=progress)  # decode-check train AND test before training
-    train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.seed)
+    train_cls, val_cls = _holdout(index.seen, cfg.val_classes, cfg.train.seed)
     model, res = train_zse(cfg, index.of_classes(train_cls), out_dir,
                            val_index=index.of_classes(val_cls) if val_cls else None, desc=desc,
                            resume=resume, progress=progress, options=options)
