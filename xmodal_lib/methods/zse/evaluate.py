@@ -24,7 +24,6 @@ from xmodal_lib.infra.devices import module_device
 from xmodal_lib.methods.zse.model import ZSESBIR
 from xmodal_lib.retrieval.embed_cache import resolve_precision
 from xmodal_lib.retrieval.metrics import category_metrics, fg_accuracy
-from xmodal_lib.retrieval.search import similarity
 
 __all__ = ["SACache", "build_cache", "scores_ret", "scores_rn", "scores_rn_naive", "scores_rn_rerank",
            "evaluate_category", "evaluate_fg", "rerank_curve", "MODES"]
@@ -78,8 +77,8 @@ def build_cache(model: ZSESBIR, images: Tensor, modality: str, batch_size: int =
 
 
 def scores_ret(sk: SACache, ph: SACache) -> Tensor:
-    """Cosine between pre-CA [Ret] tokens, (Q, G)."""
-    return similarity(sk.ret, ph.ret, metric="cosine")
+    """The model's "Ours-Ret" score: cosine between pre-CA [Ret] tokens, (Q, G) (:meth:`ZSESBIR.similarity`)."""
+    return ZSESBIR.similarity(sk.ret, ph.ret)
 
 
 def _pair_rows(x: Tensor, reps: int, outer: bool) -> Tensor:
