@@ -35,9 +35,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
+from bench_metrics import peak_rss_mb  # noqa: E402  (the sibling script's; one definition)
 
 from xmodal_lib.retrieval.faiss_backend import FaissIndex, ShardedFaissIndex, faiss_available, sharded_topk  # noqa: E402
-from bench_metrics import peak_rss_mb  # noqa: E402  (the sibling script's; one definition)
 
 SCORE_TOL = 1e-5
 PRESETS = {"quickdraw": dict(queries=92291, gallery=54151, dim=768, k=200)}

@@ -62,8 +62,8 @@ SPIN = "import time\nt = time.time() + {sec}\nx = 0\nwhile time.time() < t:\n   
 def _teacher_step_fn(batch: int):
     import torch
 
-    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
     from xmodal_lib.methods.xmodalvit.pipeline import XModalViTConfig, make_teacher, teacher_step
+    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
 
     cfg = XModalViTConfig()
     model = make_teacher(cfg).train()
@@ -86,8 +86,8 @@ def _rn_block_fn(n_photos: int):
     import torch
 
     from xmodal_lib.methods.zse.model import ZSESBIR
-    from xmodal_lib.run.params import preset
     from xmodal_lib.methods.zse.rn_evaluate import PairScorer
+    from xmodal_lib.run.params import preset
 
     torch.manual_seed(0)  # SA unused: CA + RN at paper width (the paper profile's model) from cached tokens
     model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, depth=1).model).eval()

@@ -133,9 +133,9 @@ def build(method: str, sz: dict, dev: torch.device):
     """``(model, attn_modules, loss_fn(batch) -> Tensor, make_batch(b), images_per_item, opt_cls, opt_kw,
     compile_targets)``: the compile regime compiles the heavy modules in place (``Module.compile``);
     the losses (queues with Python-side pointers) stay eager."""
-    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
-    from xmodal_lib.methods.xmodalvit.model import build_students, build_teacher, vit_overrides
     from xmodal_lib.methods.xmodalvit import pipeline as xv
+    from xmodal_lib.methods.xmodalvit.model import build_students, build_teacher, vit_overrides
+    from xmodal_lib.methods.xmodalvit.xaqc import XAQC
 
     img = sz.get("img", 224)
     rand = lambda b: torch.rand(b, 3, img, img, device=dev)  # noqa: E731
@@ -154,10 +154,15 @@ def build(method: str, sz: dict, dev: torch.device):
         return students, [students, teacher], lambda x: step(students, x)["loss"], make, 3, torch.optim.Adam, \
             dict(lr=1e-5, weight_decay=1e-5), [teacher, students.photo, students.sketch]
     if method == "crossatnet":
-        from xmodal_lib.methods.crossatnet.model import CrossATNet
         from xmodal_lib.methods.crossatnet.gcn import build_graph, normalize_adjacency
+        from xmodal_lib.methods.crossatnet.model import CrossATNet
+        from xmodal_lib.methods.crossatnet.pipeline import (
+            ClassGraph,
+            CrossATNetRunConfig,
+            CrossATNetTrainer,
+            crossatnet_step,
+        )
         from xmodal_lib.run.params import build as build_config
-        from xmodal_lib.methods.crossatnet.pipeline import ClassGraph, CrossATNetRunConfig, CrossATNetTrainer, crossatnet_step
 
         rc = build_config(CrossATNetRunConfig, img_size=img, backbone=sz["backbone"],
                           output_stride=sz["output_stride"], embed_dim=sz["embed_dim"], attn_dim=sz["attn_dim"],
@@ -172,8 +177,8 @@ def build(method: str, sz: dict, dev: torch.device):
             [tr.net.sketch_net, tr.net.photo_net]
     if method == "zse":
         from xmodal_lib.methods.zse.model import ZSESBIR
-        from xmodal_lib.run.params import preset
         from xmodal_lib.methods.zse.pipeline import zse_step
+        from xmodal_lib.run.params import preset
 
         model = ZSESBIR(preset("04_zse_sbir", "paper", pretrained=False, **sz["zse"]).model).to(dev)
         s = model.cfg.img_size

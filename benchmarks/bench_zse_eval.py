@@ -53,13 +53,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from xmodal_lib.layers.attention import set_attention_impl  # noqa: E402
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR  # noqa: E402
-from xmodal_lib.run.params import preset  # noqa: E402
-from xmodal_lib.methods.zse.evaluate import (SACache, build_cache, scores_rn, scores_rn_naive,  # noqa: E402
-                                           scores_rn_rerank, scores_ret)
+from xmodal_lib.methods.zse.evaluate import (  # noqa: E402
+    SACache,
+    build_cache,
+    scores_ret,
+    scores_rn,
+    scores_rn_naive,
+    scores_rn_rerank,
+)
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig  # noqa: E402
 from xmodal_lib.methods.zse.rn_evaluate import PairScorer, pair_flops  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics  # noqa: E402
 from xmodal_lib.retrieval.search import similarity  # noqa: E402
+from xmodal_lib.run.params import preset  # noqa: E402
 
 SKETCHY25 = (15229, 17101, 25)  # unseen test sketches, photos, classes (methods_spec.md §3.8)
 

@@ -39,10 +39,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xmodal_lib.layers.pretrained_cnn import PretrainedCNN  # noqa: E402
-from xmodal_lib.run.params import build, override  # noqa: E402
 from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
+from xmodal_lib.layers.pretrained_cnn import PretrainedCNN  # noqa: E402
 from xmodal_lib.retrieval.metrics import category_metrics, fg_accuracy  # noqa: E402
+from xmodal_lib.run.params import build, override  # noqa: E402
 
 CAT_M = ("map_all_voc", "p@100")
 

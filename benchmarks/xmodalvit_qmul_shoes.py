@@ -34,9 +34,9 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 
-from xmodal_lib.run.params import build  # noqa: E402
 from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.methods.xmodalvit import pipeline as xv  # noqa: E402
+from xmodal_lib.run.params import build  # noqa: E402
 
 
 def _binom_p(acc: float, n: int, p: float) -> float:

@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from xmodal_lib.run.params import build  # noqa: E402
 from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.methods.zse import pipeline as zse  # noqa: E402
+from xmodal_lib.run.params import build  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

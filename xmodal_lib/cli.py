@@ -250,9 +250,9 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from xmodal_lib.engine.train import FitOptions  # lazy: keeps cli free of torch at import
     from xmodal_lib.infra import distributed as D  # lazy: keeps cli free of torch at import
     from xmodal_lib.infra.checkpoint import ensure_writable_dir  # lazy: keeps cli free of torch at import
-    from xmodal_lib.engine.train import FitOptions  # lazy: keeps cli free of torch at import
 
     params = _parse_kv(args.param, "-p")
     options = FitOptions(loop=_parse_kv(args.loop, "--loop"), allow_changed_setup=args.resume_changed)

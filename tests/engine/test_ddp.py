@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from xmodal_lib.infra import distributed as D  # noqa: E402
 from xmodal_lib.engine import train as T  # noqa: E402
-from xmodal_lib.methods.xmodalvit.xaqc import XAQC  # noqa: E402
+from xmodal_lib.infra import distributed as D  # noqa: E402
 from xmodal_lib.methods.xmodalvit import pipeline as xv  # noqa: E402
+from xmodal_lib.methods.xmodalvit.xaqc import XAQC  # noqa: E402
 from xmodal_lib.run.params import build
 
 WORLD = 2
@@ -84,8 +84,12 @@ def case_triplet():
 
 def case_crossatnet(mining: str):
     from xmodal_lib.methods.crossatnet.model import CrossATNet
-    from xmodal_lib.methods.crossatnet.pipeline import CrossATNetRunConfig, CrossATNetTrainer, build_class_graph, \
-        crossatnet_step
+    from xmodal_lib.methods.crossatnet.pipeline import (
+        CrossATNetRunConfig,
+        CrossATNetTrainer,
+        build_class_graph,
+        crossatnet_step,
+    )
 
     cfg = build(CrossATNetRunConfig, img_size=32, embed_dim=16, attn_dim=8, gcn_hidden=8, hash_bits=(8, 16),
                 graph_k=1, mining=mining, device="cpu")

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from xmodal_lib.infra.checkpoint import load_tensors
 from xmodal_lib.engine.resume import read_training_checkpoint
 from xmodal_lib.engine.train import list_checkpoints
+from xmodal_lib.infra.checkpoint import load_tensors
 
 TESTS = Path(__file__).resolve().parent
 CHAINS, KILLS_PER_CHAIN, SEED = 4, 9, 20261201

@@ -26,10 +26,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: the toy of test_train
 from test_train import CFG, Queue, ToyData, make_model, make_step, run  # noqa: E402
+
 from xmodal_lib import cli
-from xmodal_lib.run import runner
-from xmodal_lib.infra.checkpoint import load_tensors, save_tensors, save_weights
 from xmodal_lib.engine.train import FitOptions, TrainConfig, fit, list_checkpoints
+from xmodal_lib.infra.checkpoint import load_tensors, save_tensors, save_weights
+from xmodal_lib.run import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from xmodal_lib.engine.train import NonFiniteLossError, TrainConfig, fit, list_checkpoints, read_log
 from xmodal_lib.infra.checkpoint import load_tensors, load_weights, save_weights
 from xmodal_lib.infra.errors import CheckpointError
-from xmodal_lib.engine.train import NonFiniteLossError, TrainConfig, fit, list_checkpoints, read_log
 
 
 class ToyData(Dataset):

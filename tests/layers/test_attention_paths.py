@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from xmodal_lib.layers.attention import attention_impl, attention_impl_counts, set_attention_impl
 from xmodal_lib.methods.crossatnet.model import CrossATNet, CrossATNetConfig
 from xmodal_lib.methods.xmodalvit.model import build_students, build_teacher, vit_overrides
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
 from xmodal_lib.methods.zse.ca import CrossAttention as ZSECrossAttention
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 
 TINY_VIT = vit_overrides(patch_size=8, depth=2, embed_dim=48, num_heads=3)
 

@@ -29,8 +29,8 @@ def test_name_table_is_one_to_one_and_shapes_match_the_file():
 def test_loaded_lite0_recognises_imagenet_photos(shared_path):
     from timm.data import ImageNetInfo
 
-    from xmodal_lib.data.transforms import ImageLoader
     from xmodal_lib.data.index import Record
+    from xmodal_lib.data.transforms import ImageLoader
 
     root = shared_path("sketchy_mini", "photo", "tx_000000000000")
     info = ImageNetInfo()
@@ -122,7 +122,7 @@ def test_whole_network_matches_timm_forward_features():
 def test_hybrid_embed_in_the_three_methods():
     from xmodal_lib.methods.crossatnet.model import CrossATNet, CrossATNetConfig
     from xmodal_lib.methods.xmodalvit.model import build_students
-    from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
+    from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 
     x = torch.randn(2, 3, 64, 64)
     zse = ZSESBIR(ZSEConfig(img_size=64, patch_size=16, patch_embed="hybrid_lite0", stem="none"))

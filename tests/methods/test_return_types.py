@@ -7,8 +7,8 @@ import torch
 
 from xmodal_lib.methods.crossatnet.model import CrossATNet, CrossATNetConfig
 from xmodal_lib.methods.xmodalvit.model import FusedEmbeddings, build_students, build_teacher
-from xmodal_lib.methods.zse.model import SAOutput, ZSEConfig, ZSESBIR
 from xmodal_lib.methods.zse.ca import CAOutput
+from xmodal_lib.methods.zse.model import ZSESBIR, SAOutput, ZSEConfig
 from xmodal_lib.retrieval.search import similarity
 from xmodal_lib.viz import explain_models as em
 

@@ -25,8 +25,8 @@ def test_evaluate_zse_end_to_end(official_dir, shared_path, sake_lists, tmp_path
     from xmodal_lib.data.datasets import preload
     from xmodal_lib.data.official_crop import OfficialZSELoader
     from xmodal_lib.data.sake import read_sake
-    from xmodal_lib.official import load_converted
     from xmodal_lib.methods.zse.evaluate import scores_rn_naive
+    from xmodal_lib.official import load_converted
     from xmodal_lib.retrieval.metrics import category_metrics
 
     root = shared_path("sketchy_mini")
@@ -60,8 +60,8 @@ def test_evaluate_zse_end_to_end(official_dir, shared_path, sake_lists, tmp_path
 def test_evaluate_xmodalvit_end_to_end(official_dir, shared_path, tmp_path, capsys):
     from xmodal_lib.data import open_dataset
     from xmodal_lib.data.transforms import ImageLoader
-    from xmodal_lib.official import load_converted
     from xmodal_lib.methods.xmodalvit.data import index_to_tensors
+    from xmodal_lib.official import load_converted
 
     root = shared_path("qmul_v1", "shoes")
     fx = official_dir / "xmodalvit"

@@ -11,8 +11,13 @@ from torch import nn
 
 from xmodal_lib.data import open_dataset
 from xmodal_lib.data.transforms import ImageLoader
-from xmodal_lib.retrieval.embed_cache import (EmbeddingCache, embed_images, embed_records, model_fingerprint,
-                                              resolve_precision)
+from xmodal_lib.retrieval.embed_cache import (
+    EmbeddingCache,
+    embed_images,
+    embed_records,
+    model_fingerprint,
+    resolve_precision,
+)
 
 
 class Counting(nn.Module):

@@ -10,7 +10,6 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-
 from xmodal_lib.retrieval import metrics as M
 from xmodal_lib.retrieval import ranking as RK
 from xmodal_lib.retrieval.search import similarity

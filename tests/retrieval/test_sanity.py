@@ -6,8 +6,14 @@ import warnings
 import pytest
 import torch
 
-from xmodal_lib.retrieval.sanity import (QueryIndependentWarning, binomial_p_value, check_query_dependent,
-                                         label_permutation_test, query_dependence, same_topk_fraction)
+from xmodal_lib.retrieval.sanity import (
+    QueryIndependentWarning,
+    binomial_p_value,
+    check_query_dependent,
+    label_permutation_test,
+    query_dependence,
+    same_topk_fraction,
+)
 from xmodal_lib.viz.retrieval_plots import plot_retrieval_strips, strip_row
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from xmodal_lib.run import artifacts as A
 from xmodal_lib.infra.errors import CheckpointError
-from xmodal_lib.run.params import preset
 from xmodal_lib.methods.crossatnet.config import CrossATNetRunConfig
 from xmodal_lib.methods.zse.pipeline import ZSEPipelineConfig
+from xmodal_lib.run import artifacts as A
+from xmodal_lib.run.params import preset
 
 
 def test_save_then_load_gives_the_same_config_weights_and_info(tmp_path):

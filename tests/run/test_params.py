@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import yaml
 
-from xmodal_lib.run import params as P
 from xmodal_lib.infra.paths import notebooks_dir
+from xmodal_lib.run import params as P
 from xmodal_lib.run.runner import NOTEBOOK_RE, notebook_parameters, parameters_cell, parse_override, plan_run
 
 NB_DIR = notebooks_dir()
@@ -274,9 +274,9 @@ def test_two_fields_under_one_parameter_name_are_refused() -> None:
 
 @pytest.mark.parametrize("profile", ["smoke", "paper", "cpu"])
 def test_preset_reads_the_profile_yaml(profile):
+    from xmodal_lib.infra.paths import notebooks_dir
     from xmodal_lib.run.params import preset
     from xmodal_lib.run.plan import load_yaml_params
-    from xmodal_lib.infra.paths import notebooks_dir
 
     cfg = preset("04_zse_sbir", profile, seed=7)
     yml = load_yaml_params(notebooks_dir() / "params" / profile / "04_zse_sbir.yaml")

@@ -33,7 +33,13 @@ def _stamp(r: Record) -> tuple[str, int, int] | None:
 
 def check_record(r: Record) -> str | None:
     """``None`` when ``r`` decodes (and a sketch has ink), else the reason (without the path)."""
-    from xmodal_lib.data.transforms import INK_THRESHOLD, MAX_PIXELS, ink_bbox, load_pil, to_white_background  # lazy: keeps data.preflight free of torch at import
+    from xmodal_lib.data.transforms import (  # lazy: keeps data.preflight free of torch at import
+        INK_THRESHOLD,
+        MAX_PIXELS,
+        ink_bbox,
+        load_pil,
+        to_white_background,
+    )
 
     try:
         im = load_pil(r, MAX_PIXELS)

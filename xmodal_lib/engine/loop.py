@@ -21,13 +21,24 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from xmodal_lib.engine.loader import EpochSampler, make_loader, to_device
+from xmodal_lib.engine.train import (
+    FitOptions,
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+    _check_all_used,
+    _lr_lambda,
+    _make_optimizer,
+    _prepare_checkpoint_dir,
+    _restore,
+    _rng_state,
+    list_checkpoints,
+    seed_everything,
+)
 from xmodal_lib.infra import distributed as D
 from xmodal_lib.infra.checkpoint import optimizer_to_flat, save_tensors
 from xmodal_lib.infra.devices import resolve_device
-from xmodal_lib.engine.loader import EpochSampler, make_loader, to_device
-from xmodal_lib.engine.train import (FitOptions, NonFiniteLossError, TrainConfig, TrainResult, _check_all_used,
-                    _lr_lambda, _make_optimizer, _prepare_checkpoint_dir, _restore, _rng_state, list_checkpoints,
-                    seed_everything)
 
 __all__ = ["FitRun", "setup", "train_step", "save_checkpoint", "validate", "run"]
 

@@ -33,11 +33,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from xmodal_lib.engine.loader import EpochItems, EpochSampler, make_loader, to_device  # noqa: F401 (re-exported)
+from xmodal_lib.engine.resume import apply_new_rates, choose_checkpoint, clean_checkpoint_dir, read_training_checkpoint
 from xmodal_lib.infra import distributed as D
 from xmodal_lib.infra.checkpoint import ensure_writable_dir, optimizer_from_flat
 from xmodal_lib.infra.errors import CheckpointError, InputError, ResumeMismatchError
-from xmodal_lib.engine.resume import apply_new_rates, choose_checkpoint, clean_checkpoint_dir, read_training_checkpoint
-from xmodal_lib.engine.loader import EpochItems, EpochSampler, make_loader, to_device  # noqa: F401 (re-exported)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -357,7 +357,10 @@ def fit(
     The checkpoint folder is created and proven writable before anything else happens, and stale
     temp files or half-written checkpoints of a killed run are removed from it.
     """
-    from xmodal_lib.engine.loop import run, setup  # lazy: import cycle (xmodal_lib.engine.loop imports xmodal_lib.engine.train); the body in parts (train_loop imports this module)
+    from xmodal_lib.engine.loop import (  # lazy: import cycle (xmodal_lib.engine.loop imports xmodal_lib.engine.train); the body in parts (train_loop imports this module)
+        run,
+        setup,
+    )
 
     r = setup(model, step_fn, dataset, cfg, out_dir, collate_fn=collate_fn, params=params,
               state_modules=state_modules, resume=resume, config=config, desc=desc, options=options)

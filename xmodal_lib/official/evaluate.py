@@ -42,6 +42,7 @@ from torch import nn
 from xmodal_lib.data.datasets import preload
 from xmodal_lib.data.sake import read_sake
 from xmodal_lib.data.transforms import ImageLoader
+from xmodal_lib.infra.devices import resolve_device
 from xmodal_lib.methods.reported import CONVENTIONS, SETTINGS, reported_for
 from xmodal_lib.methods.xmodalvit.data import index_to_tensors
 from xmodal_lib.methods.xmodalvit.model import StudentPair
@@ -49,7 +50,6 @@ from xmodal_lib.methods.xmodalvit.pipeline import evaluate, teacher_pair_retriev
 from xmodal_lib.methods.zse.evaluate import build_cache, scores_ret, scores_rn, scores_rn_rerank
 from xmodal_lib.official.loaders import load_checkpoint
 from xmodal_lib.retrieval.metrics import category_metrics
-from xmodal_lib.infra.devices import resolve_device
 
 __all__ = ["ZSE_METRICS", "PAPER_SIZES", "OFFICIAL_NAMES", "infer_setting", "evaluate_zse", "evaluate_xmodalvit",
            "format_report", "find_role", "evaluate_official"]

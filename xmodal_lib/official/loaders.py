@@ -30,9 +30,17 @@ from torch import Tensor, nn
 from xmodal_lib.infra.checkpoint import load_tensors, save_weights
 from xmodal_lib.layers.backbones import create_vit
 from xmodal_lib.methods.xmodalvit.model import XModalStudent, XModalTeacher
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
-from xmodal_lib.official.keymap import (STUDENT_RULES, STUDENT_UNUSED, TEACHER_RULES, TEACHER_UNUSED, ZSE_RULES, ZSE_UNUSED,
-                     KeyMappingError, remap)
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
+from xmodal_lib.official.keymap import (
+    STUDENT_RULES,
+    STUDENT_UNUSED,
+    TEACHER_RULES,
+    TEACHER_UNUSED,
+    ZSE_RULES,
+    ZSE_UNUSED,
+    KeyMappingError,
+    remap,
+)
 from xmodal_lib.official.safe_load import read_official, state_dict_of
 
 __all__ = ["official_zse_config", "zse_from_state_dict", "load_official_zse", "vit_geometry",

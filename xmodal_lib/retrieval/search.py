@@ -19,7 +19,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from xmodal_lib.data.index import DataError
-from xmodal_lib.retrieval.codes import hamming_distance, hamming_scores_matmul, hamming_topk, pack_bits, to_codes, unpack_bits
+from xmodal_lib.retrieval.codes import (
+    hamming_distance,
+    hamming_scores_matmul,
+    hamming_topk,
+    pack_bits,
+    to_codes,
+    unpack_bits,
+)
 
 __all__ = [
     "METRICS", "similarity", "topk", "Gallery", "Hits",

@@ -23,11 +23,21 @@ from xmodal_lib.infra import paths
 from xmodal_lib.infra.atomic_io import atomic_write_json
 from xmodal_lib.infra.errors import Interrupted, OutputError, RunFailure
 from xmodal_lib.run.manifest import environment_facts
-from xmodal_lib.run.plan import (NOTEBOOK_RE, PROFILES, NotebookPlan, check_notebook_params, discover_notebooks,  # noqa: F401
-                       load_yaml_params, notebook_parameters, parameters_cell, parse_override, parse_parameters,
-                       plan_run, profile_params)
-from xmodal_lib.run.report import (collect_results, headline_text, results_markdown, run_report,  # noqa: F401
-                         summary_table)
+from xmodal_lib.run.plan import (  # noqa: F401
+    NOTEBOOK_RE,
+    PROFILES,
+    NotebookPlan,
+    check_notebook_params,
+    discover_notebooks,
+    load_yaml_params,
+    notebook_parameters,
+    parameters_cell,
+    parse_override,
+    parse_parameters,
+    plan_run,
+    profile_params,
+)
+from xmodal_lib.run.report import collect_results, headline_text, results_markdown, run_report, summary_table  # noqa: F401
 
 
 class NotebookFailed(RunFailure):

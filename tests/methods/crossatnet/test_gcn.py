@@ -6,7 +6,14 @@ import math
 import pytest
 import torch
 
-from xmodal_lib.methods.crossatnet.gcn import GCN, build_graph, cosine_distances, knn_graph, mst_graph, normalize_adjacency
+from xmodal_lib.methods.crossatnet.gcn import (
+    GCN,
+    build_graph,
+    cosine_distances,
+    knn_graph,
+    mst_graph,
+    normalize_adjacency,
+)
 
 
 def test_normalize_adjacency_path_graph_by_hand():

@@ -5,8 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xmodal_lib.methods.crossatnet.losses import (attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
-                                          mine_negatives, quantization_loss, semantic_alignment_loss)
+from xmodal_lib.methods.crossatnet.losses import (
+    attention_agreement_loss,
+    bit_balance_loss,
+    cross_modal_triplet,
+    mine_negatives,
+    quantization_loss,
+    semantic_alignment_loss,
+)
 
 
 def _batch(seed=0, b=10, d=6):

@@ -9,8 +9,16 @@ import torch
 from PIL import Image
 
 from xmodal_lib.data.index import DataError, Record, SBIRIndex
-from xmodal_lib.methods.crossatnet.pipeline import (CrossATNetRunConfig, build_class_graph, check_seen_only, evaluate,
-                                             embed_test, load_artifact, save_artifact, train)
+from xmodal_lib.methods.crossatnet.pipeline import (
+    CrossATNetRunConfig,
+    build_class_graph,
+    check_seen_only,
+    embed_test,
+    evaluate,
+    load_artifact,
+    save_artifact,
+    train,
+)
 from xmodal_lib.methods.crossatnet.semantics import SemanticsError, class_embeddings, make_embedder
 from xmodal_lib.run.params import build
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xmodal_lib.layers.backbones import create_vit, tokens
 from xmodal_lib.layers.attention import attention_impl
-from xmodal_lib.methods.xmodalvit.model import CrossAttention, FusedEmbeddings, build_students, build_teacher, vit_overrides
+from xmodal_lib.layers.backbones import create_vit, tokens
+from xmodal_lib.methods.xmodalvit.model import (
+    CrossAttention,
+    FusedEmbeddings,
+    build_students,
+    build_teacher,
+    vit_overrides,
+)
 
 KW = vit_overrides(patch_size=8, depth=1, embed_dim=24, num_heads=3)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xmodal_lib.run.params import build, preset
-from xmodal_lib.methods.xmodalvit.pipeline import XModalViTConfig
 from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS
 from xmodal_lib.methods.xmodalvit.data import FGTensors, TripletPhotoSketchDataset
+from xmodal_lib.methods.xmodalvit.pipeline import XModalViTConfig
+from xmodal_lib.run.params import build, preset
 
 
 def _fg(n_classes: int, per_class: int = 2) -> FGTensors:

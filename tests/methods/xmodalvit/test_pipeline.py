@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from xmodal_lib.methods.xmodalvit import pipeline as xv
-from xmodal_lib.run.params import build, notebook_config, preset
 from xmodal_lib.methods.xmodalvit.config import PAPER_DATASETS
+from xmodal_lib.run.params import build, notebook_config, preset
 
 TINY = dict(image_size=16, teacher_patch_size=8, teacher_depth=1, teacher_embed_dim=12, teacher_num_heads=3,
             xma_depth=1, student_patch_size=8, student_depth=1, student_embed_dim=12, student_num_heads=3,

@@ -4,10 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
+from xmodal_lib.methods.zse.evaluate import (
+    build_cache,
+    evaluate_category,
+    scores_ret,
+    scores_rn,
+    scores_rn_naive,
+    scores_rn_rerank,
+)
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 from xmodal_lib.run.params import build, preset
-from xmodal_lib.methods.zse.evaluate import (build_cache, evaluate_category, scores_ret, scores_rn,
-                                           scores_rn_naive, scores_rn_rerank)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +67,9 @@ def test_rerank_full_depth_equals_exhaustive_and_keeps_ret_order_below(small):
 
 
 def test_training_steps_through_shared_loop(tmp_path):
-    from xmodal_lib.methods.zse.pipeline import ZSEPipelineConfig, zse_step
-    from xmodal_lib.methods.zse.data import ZSEBatchDataset
     from xmodal_lib.engine.train import fit
+    from xmodal_lib.methods.zse.data import ZSEBatchDataset
+    from xmodal_lib.methods.zse.pipeline import ZSEPipelineConfig, zse_step
     cfg = build(ZSEPipelineConfig, batch_size=4, items_per_epoch=8, keep_rate=0.9)
     torch.manual_seed(0)
     model = ZSESBIR(cfg.model)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from xmodal_lib.data.index import DataError
-from xmodal_lib.methods.zse.losses import matching_loss, zse_loss
 from xmodal_lib.methods.zse.data import ZSEBatchDataset
+from xmodal_lib.methods.zse.losses import matching_loss, zse_loss
 
 
 def test_zse_loss_matches_direct_formula():

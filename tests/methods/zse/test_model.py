@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
 from xmodal_lib.methods.zse.ca import CrossAttention
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 from xmodal_lib.methods.zse.rn import RelationNetwork, kernel_matrix, scatter_to_grid
 from xmodal_lib.methods.zse.sa import ConvStem, SelfAttentionModule, kept_count, select_tokens
 

@@ -6,8 +6,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from xmodal_lib.layers.attention import set_attention_impl
-from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
 from xmodal_lib.methods.zse.evaluate import build_cache, scores_rn, scores_rn_naive
+from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 from xmodal_lib.methods.zse.rn_evaluate import PairScorer, pair_flops, score_matrix
 
 CASES = {

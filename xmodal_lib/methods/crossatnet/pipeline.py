@@ -22,23 +22,28 @@ import torch
 from torch import Tensor, nn
 
 from xmodal_lib.data.index import DataError, SBIRIndex
+from xmodal_lib.engine.train import FitOptions, fit
 from xmodal_lib.infra.devices import module_device, resolve_device
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
 from xmodal_lib.infra.paths import artifacts_dir
-from xmodal_lib.methods.crossatnet.losses import (attention_agreement_loss, bit_balance_loss, cross_modal_triplet,
-                                 quantization_loss, semantic_alignment_loss)
-from xmodal_lib.methods.crossatnet.model import CrossATNet, to_channels_last
-from xmodal_lib.methods.crossatnet.gcn import GCN, build_graph, normalize_adjacency
-from xmodal_lib.retrieval.chance import chance_metrics
-from xmodal_lib.retrieval.embed_cache import embed_images, embed_records, model_fingerprint
-from xmodal_lib.run.params import override
-from xmodal_lib.retrieval.codes import hamming_distance, pack_bits
-from xmodal_lib.retrieval.ties import tie_robust_metrics
-from xmodal_lib.retrieval.metrics import category_metrics
-from xmodal_lib.methods.crossatnet.semantics import EmbedFn, make_embedder
-from xmodal_lib.engine.train import FitOptions, fit
 from xmodal_lib.methods.crossatnet.config import SKETCHY21_METRICS, CrossATNetRunConfig  # noqa: F401 (re-exported)
 from xmodal_lib.methods.crossatnet.data import PairDataset, check_seen_only, image_loaders, load_images, load_index
+from xmodal_lib.methods.crossatnet.gcn import GCN, build_graph, normalize_adjacency
+from xmodal_lib.methods.crossatnet.losses import (
+    attention_agreement_loss,
+    bit_balance_loss,
+    cross_modal_triplet,
+    quantization_loss,
+    semantic_alignment_loss,
+)
+from xmodal_lib.methods.crossatnet.model import CrossATNet, to_channels_last
+from xmodal_lib.methods.crossatnet.semantics import EmbedFn, make_embedder
+from xmodal_lib.retrieval.chance import chance_metrics
+from xmodal_lib.retrieval.codes import hamming_distance, pack_bits
+from xmodal_lib.retrieval.embed_cache import embed_images, embed_records, model_fingerprint
+from xmodal_lib.retrieval.metrics import category_metrics
+from xmodal_lib.retrieval.ties import tie_robust_metrics
+from xmodal_lib.run.params import override
 
 __all__ = ["CrossATNetRunConfig", "load_index", "check_seen_only", "image_loaders", "load_images", "PairDataset",
            "ClassGraph", "build_class_graph", "CrossATNetTrainer", "crossatnet_step", "TrainedCrossATNet", "train",

@@ -24,20 +24,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xmodal_lib.engine.train import LOOP_FIELDS, FitOptions, fit
+from xmodal_lib.infra.devices import module_device, resolve_device
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
 from xmodal_lib.infra.paths import artifacts_dir, runs_dir
-from xmodal_lib.methods.xmodalvit.rkd import rkd_angle, rkd_distance
-from xmodal_lib.engine.train import LOOP_FIELDS, FitOptions, fit
 from xmodal_lib.losses.triplet import batch_all_triplet
-from xmodal_lib.methods.xmodalvit.xaqc import XAQC
-from xmodal_lib.infra.devices import module_device, resolve_device
+from xmodal_lib.methods.xmodalvit.config import XModalViTConfig
+from xmodal_lib.methods.xmodalvit.data import (
+    FGTensors,
+    TripletPhotoSketchDataset,
+    XModalData,
+    for_display,
+    index_to_tensors,
+    load_data,
+    photo_views,
+    standardize_images,
+)
 from xmodal_lib.methods.xmodalvit.model import StudentPair, XModalTeacher, build_students, build_teacher
+from xmodal_lib.methods.xmodalvit.rkd import rkd_angle, rkd_distance
+from xmodal_lib.methods.xmodalvit.xaqc import XAQC
 from xmodal_lib.retrieval.metrics import fg_accuracy
 from xmodal_lib.retrieval.search import similarity
 from xmodal_lib.run.params import override
-from xmodal_lib.methods.xmodalvit.config import XModalViTConfig
-from xmodal_lib.methods.xmodalvit.data import (FGTensors, TripletPhotoSketchDataset, XModalData, for_display, index_to_tensors,
-                             load_data, photo_views, standardize_images)
 from xmodal_lib.viz.xmodalvit_plots import plot_xma_attention, teacher_modality_share, xma_attention_grids
 
 __all__ = [

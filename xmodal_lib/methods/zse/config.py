@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from xmodal_lib.engine.train import TrainConfig
 from xmodal_lib.methods.zse.model import ZSEConfig
 from xmodal_lib.run.params import nested, to_dict
-from xmodal_lib.engine.train import TrainConfig
 
 __all__ = ["ZSEPipelineConfig", "PAPER_DATASETS"]
 

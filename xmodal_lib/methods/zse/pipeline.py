@@ -29,17 +29,24 @@ from xmodal_lib.data.datasets import preload
 from xmodal_lib.data.index import DataError, Record, SBIRIndex
 from xmodal_lib.data.preflight import preflight
 from xmodal_lib.data.transforms import ImageLoader
+from xmodal_lib.engine.train import FitOptions, TrainResult, fit
+from xmodal_lib.infra.devices import resolve_device
 from xmodal_lib.infra.distributed import broadcast_object
 from xmodal_lib.infra.paths import shared_data_dir
+from xmodal_lib.methods.zse.config import PAPER_DATASETS, ZSEPipelineConfig  # noqa: F401 (re-exported)
+from xmodal_lib.methods.zse.data import ZSEBatchDataset
+from xmodal_lib.methods.zse.evaluate import (
+    build_cache,
+    evaluate_category,
+    evaluate_fg,
+    rerank_curve,
+    scores_ret,
+    scores_rn,
+    scores_rn_rerank,
+)
 from xmodal_lib.methods.zse.losses import zse_loss
 from xmodal_lib.methods.zse.model import ZSESBIR
 from xmodal_lib.retrieval.metrics import category_metrics
-from xmodal_lib.infra.devices import resolve_device
-from xmodal_lib.engine.train import FitOptions, TrainResult, fit
-from xmodal_lib.methods.zse.config import PAPER_DATASETS, ZSEPipelineConfig  # noqa: F401 (re-exported)
-from xmodal_lib.methods.zse.data import ZSEBatchDataset
-from xmodal_lib.methods.zse.evaluate import (build_cache, evaluate_category, evaluate_fg, rerank_curve, scores_rn,
-                       scores_rn_rerank, scores_ret)
 
 __all__ = ["ZSEPipelineConfig", "PAPER_DATASETS", "zse_step", "load_index", "load_images", "train_zse", "train_zero_shot",
            "evaluate_zero_shot", "run_zero_shot", "run_fine_grained", "evaluate_cross_dataset"]

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmodal_lib.methods.zse.model import ZSESBIR
 from xmodal_lib.methods.zse.ca import CALayerNorm
+from xmodal_lib.methods.zse.model import ZSESBIR
 from xmodal_lib.methods.zse.rn import scatter_to_grid
 
 __all__ = ["ImageCache", "PairScorer", "pair_flops", "score_matrix"]
