@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 from xmodal_lib.viz.crossatnet_plots import plot_attention  # noqa: E402
+from xmodal_lib.viz.explain import RELATIVE_ATTENTION_LABEL  # noqa: E402
 
 
 def test_attention_maps_have_colorbars_on_one_scale_per_row() -> None:
@@ -15,7 +16,7 @@ def test_attention_maps_have_colorbars_on_one_scale_per_row() -> None:
     guided = torch.softmax(torch.randn(2, 16, generator=g), 1).view(2, 4, 4)
     own = torch.softmax(3 * torch.randn(2, 16, generator=g), 1).view(2, 4, 4)
     fig = plot_attention(sk, ph, guided, own)
-    bars = [ax for ax in fig.axes if ax.get_ylabel() == "x uniform"]
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == RELATIVE_ATTENTION_LABEL]
     assert len(bars) == 4, [ax.get_ylabel() for ax in fig.axes]
     for r in range(2):  # both maps of a row share vmax = the larger peak, in multiples of uniform
         ims = [a.images[-1] for a in fig.axes[: 8][r * 4: r * 4 + 4] if len(a.images) == 2]
@@ -27,7 +28,10 @@ def test_attention_maps_have_colorbars_on_one_scale_per_row() -> None:
 
 
 def test_attention_agreement_measures_sign_and_reference() -> None:
-    from xmodal_lib.viz.crossatnet_plots import attention_agreement, hash_tradeoff_summary
+    from xmodal_lib.viz.crossatnet_plots import (
+        attention_agreement,
+        hash_tradeoff_summary,
+    )
 
     g = torch.softmax(torch.randn(3, 16, generator=torch.Generator().manual_seed(1)), 1).view(3, 4, 4)
     same = attention_agreement(g, g)

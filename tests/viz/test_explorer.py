@@ -5,7 +5,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 import torch
 
@@ -19,7 +18,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def zse():
-    from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
+    from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 
     torch.manual_seed(0)
     return ZSESBIR(ZSEConfig(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
@@ -28,7 +27,7 @@ def zse():
 
 @pytest.fixture(scope="module")
 def zse_pruned():
-    from xmodal_lib.methods.zse.model import ZSEConfig, ZSESBIR
+    from xmodal_lib.methods.zse.model import ZSESBIR, ZSEConfig
 
     torch.manual_seed(0)
     return ZSESBIR(ZSEConfig(img_size=SIZE, patch_size=8, dim=32, depth=2, heads=2, ca_heads=2,
@@ -189,3 +188,31 @@ def test_search_drawn_and_widgets_build(zse, teacher, catn):
     canvas_box.children[1].children[0].click()
     assert got == [[[(5.0, 5.0), (20.0, 30.0), (40.0, 50.0)]]]
     plt.close("all")
+
+
+def test_explorer_panels_are_big_and_keep_text_apart(zse, teacher, catn):
+    """06_explorer_*: thumbnails of >= 1.6 in with readable titles; the explanation's rank line
+    under the panels, no title over a colour bar."""
+    from xmodal_lib.viz.layout import text_overlaps
+
+    cb = _callbacks(zse, teacher, catn)
+    search, expl = cb.update()
+    search.canvas.draw()
+    thumbs = [a for a in search.axes if a.images]
+    assert len(thumbs) == 6  # query + top-5
+    for a in thumbs:
+        e = a.get_window_extent(search.canvas.get_renderer())
+        assert min(e.width, e.height) / search.dpi >= 1.6
+    assert min(a.title.get_fontsize() for a in thumbs) >= 8
+    for f in (search, expl):
+        assert text_overlaps(f) == []
+    r = expl.canvas.get_renderer()
+    rank = expl.texts[-1]
+    assert rank.get_text().startswith("rank 1")
+    assert rank.get_window_extent(r).y1 <= min(a.get_tightbbox(r).y0 for a in expl.axes)  # below every panel
+    for a in expl.axes:
+        if a.images and not hasattr(a, "_colorbar"):
+            e = a.get_window_extent(r)
+            assert min(e.width, e.height) / expl.dpi >= 1.6
+    plt.close(search)
+    plt.close(expl)

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from xmodal_lib.methods.crossatnet.gcn import cosine_distances
-from xmodal_lib.viz.explain import denormalize
-
+from xmodal_lib.viz.explain import RELATIVE_ATTENTION_LABEL, denormalize
+from xmodal_lib.viz.layout import place_labels
 
 
 def pca_2d(x: Tensor, basis: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -33,32 +33,52 @@ def plot_class_graph(names: Sequence[str], features: Tensor, adjacency: Tensor,
     """The seen-class graph drawn on a 2-D PCA of the class-name embeddings.
 
     ``extra_*`` (e.g. unseen classes, for the figure only, after training) are projected onto the
-    same axes and linked with dashed lines to their ``extra_k`` nearest seen classes.
+    same axes and linked with dashed lines to their ``extra_k`` nearest seen classes. Names are
+    placed where they overlap neither another name nor a point (unseen classes first, then every
+    ``label_every``-th seen class); names that find no free place are left out, and the title then
+    says how many classes are named.
     """
     xy, basis = pca_2d(features)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(10, 8))
     ii, jj = torch.nonzero(torch.triu(adjacency, diagonal=1), as_tuple=True)
     for i, j in zip(ii.tolist(), jj.tolist()):
         ax.plot([xy[i, 0], xy[j, 0]], [xy[i, 1], xy[j, 1]], color="0.65", lw=0.8, zorder=1)
     ax.scatter(xy[:, 0], xy[:, 1], s=28, color="#1f77b4", zorder=2, label="seen class (graph node)")
-    for k, n in enumerate(names):
-        if k % max(1, label_every) == 0:
-            ax.annotate(n, (xy[k, 0], xy[k, 1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    exy = torch.zeros(0, 2)
     if extra_features is not None and len(extra_names):
         exy, _ = pca_2d(extra_features, basis)
         d = cosine_distances(torch.cat([extra_features, features]).float())[: len(extra_names), len(extra_names):]
         for e in range(len(extra_names)):
             for j in torch.argsort(d[e], stable=True)[:extra_k].tolist():
                 ax.plot([exy[e, 0], xy[j, 0]], [exy[e, 1], xy[j, 1]], color="#d62728", lw=0.8, ls="--", zorder=1)
-            ax.annotate(extra_names[e], (exy[e, 0], exy[e, 1]), fontsize=8, color="#d62728",
-                        xytext=(3, -9), textcoords="offset points")
         ax.scatter(exy[:, 0], exy[:, 1], s=90, marker="*", color="#d62728", zorder=3,
                    label=f"unseen class (not in the graph; {extra_k} nearest seen)")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or "Seen-class graph on a 2-D PCA of class-name embeddings")
-    ax.legend(fontsize=8, loc="best")
+    ax.margins(0.06)
+    ax.autoscale_view()
+    ax.set_xlim(ax.get_xlim())  # frozen: the labels are placed in display coordinates
+    ax.set_ylim(ax.get_ylim())
+    every = max(1, label_every)
+    picked = [k for k in range(len(names)) if k % every == 0]
+    placed: list = []
+    n_extra = len(place_labels(ax, exy.tolist(), list(extra_names), xy.tolist(), fontsize=8, color="#d62728",
+                               placed=placed, marker_pt=10.0)) if len(exy) else 0
+    n_seen = len(place_labels(ax, xy[picked].tolist(), [names[k] for k in picked], xy.tolist() + exy.tolist(),
+                              fontsize=7.5, placed=placed))
+    total, skipped = len(names) + len(exy), len(picked) + len(exy) - n_extra - n_seen
+    title = title or "Seen-class graph on a 2-D PCA of class-name embeddings"
+    if n_extra + n_seen < total:
+        which = [f"every {_ordinal(every)} seen class"] if every > 1 else []
+        which += [f"{skipped} more left out that would overlap another name"] if skipped else []
+        title += f"\n(names shown for {n_extra + n_seen} of {total} classes: " + "; ".join(which) + ")"
+    ax.set_title(title)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)  # below: over no name
     return fig
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def _show(img: Tensor):
@@ -94,7 +114,9 @@ def plot_attention(sketches: Tensor, photos: Tensor, guided: Tensor, own: Tensor
             ax.imshow(img)
             if att is not None:
                 im = ax.imshow(att.cpu(), cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
-                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label("x uniform", fontsize=7)
+                cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+                cb.set_label(RELATIVE_ATTENTION_LABEL, fontsize=7)
+                cb.ax.tick_params(labelsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -117,11 +139,13 @@ def plot_hash_tradeoff(rows: Mapping[str, Mapping[str, float]], metric: str = "m
     :func:`hash_tradeoff_summary` for the reason)."""
     hashes = sorted((k for k in rows if k.startswith("hash")), key=lambda k: int(k[4:]) if k[4:].isdigit() else 0)
     keys = hashes + [k for k in rows if k == "real"]  # hash codes by length, then the float embedding
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.8))
     colors = ["#1f77b4" if k == "real" else "#2ca02c" for k in keys]
     panels = [(metric, f"{metric} (unseen classes)", metric, False),
               ("score_seconds", "scoring time, all queries x gallery", "seconds (log scale)", True),
               ("bytes_per_item", "memory per gallery item", "bytes (log scale)", True)]
+    # per panel: a plot area of >= 3.6 x 3.2 in (>= 0.6 in per bar) plus its labels
+    width = max(3.6, 0.6 * len(keys)) + 1.2
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 5.0))
     for ax, (field, label, ylabel, log) in zip(axes, panels):
         vals = [float(rows[k][field]) for k in keys]
         bars = ax.bar(keys, vals, color=colors)
@@ -136,9 +160,9 @@ def plot_hash_tradeoff(rows: Mapping[str, Mapping[str, float]], metric: str = "m
                        label=f"chance, random scores ({float(chance[field]):.3f})")
             ax.legend(fontsize=9, loc="upper left")
         if field == "score_seconds":
-            ax.text(0.02, 0.97, "torch has no popcount kernel: Hamming = XOR + lookup,\n"
-                    "memory-bound; real = one BLAS matrix product", transform=ax.transAxes,
-                    fontsize=8, va="top")
+            ax.text(0.02, 0.97, "torch has no popcount kernel:\nHamming = XOR + lookup, memory-bound;\n"
+                    "real = one BLAS matrix product", transform=ax.transAxes,
+                    fontsize=9, va="top")
         ax.set_title(label, fontsize=11)
         ax.set_ylabel(ylabel, fontsize=10)
         ax.set_xlabel("embedding (real-valued float32, or hash code of b bits)", fontsize=9)

@@ -17,8 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from xmodal_lib.data.transforms import NORMS  # (mean, std) of every input normalisation
+from xmodal_lib.viz.layout import span_parents, wrap_title
 
 Match = tuple[int, int, float]
+
+#: colour-bar label of an attention map drawn as weight x (number of cells): 1 = every cell the same weight
+RELATIVE_ATTENTION_LABEL = "attention / uniform (1 = uniform)"
 
 
 # --------------------------------------------------------------------------- images
@@ -152,8 +156,10 @@ def overlay_heatmap(image: np.ndarray | torch.Tensor, heatmap: np.ndarray, alpha
 
 def heatmap_colorbar(fig, ax, cmap: str = "jet", label: str = "attention (min-max per map)", lo: float = 0.0,
                      hi: float = 1.0, ticks: Sequence[str] = ("low", "high")):
-    """A colorbar beside ``ax`` for a heat map drawn with :func:`overlay_heatmap` (or lines coloured
-    by a value in [lo, hi]); with the default ticks it says that the map was min-max scaled."""
+    """A colorbar beside ``ax`` (one axes or a list) for a heat map drawn with :func:`overlay_heatmap`
+    (or lines coloured by a value in [lo, hi]); with the default ticks it says that the map was
+    min-max scaled. The bar spans exactly the drawn images of ``ax`` (never up beside their titles,
+    whatever layout runs later); titles already set on ``ax`` are wrapped to their panel's width."""
     import matplotlib  # lazy: keeps viz.explain free of matplotlib at import
 
     sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(lo, hi), cmap=cmap)
@@ -162,6 +168,9 @@ def heatmap_colorbar(fig, ax, cmap: str = "jet", label: str = "attention (min-ma
         cb.set_ticks([lo, hi], labels=list(ticks))
     cb.set_label(label, fontsize=7)
     cb.ax.tick_params(labelsize=6)
+    span_parents(cb, ax)
+    for p in (list(ax) if isinstance(ax, (list, tuple)) else [ax]):
+        wrap_title(p)
     return cb
 
 

@@ -21,6 +21,7 @@ import torch
 
 from xmodal_lib.infra.devices import module_device
 from xmodal_lib.viz import explain as ex
+from xmodal_lib.viz.layout import clear_titles
 
 
 @contextmanager
@@ -147,7 +148,7 @@ def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation, t
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     g = e.side
-    fig, axes = plt.subplot_mosaic("ABCCD", figsize=(11, 2.6))
+    fig, axes = plt.subplot_mosaic("ABCCD", figsize=(13, 3.2))
     hs = ex.attention_to_heatmap(e.sketch_attn[-1], g, ex.to_display_image(sketch).shape[:2],
                                  kept_indices=e.sketch_attn_pos[-1].tolist())
     hp = ex.attention_to_heatmap(e.photo_attn[-1], g, ex.to_display_image(photo).shape[:2],
@@ -170,10 +171,10 @@ def zse_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation, t
     for ax in axes.values():
         ax.set_xticks([])
         ax.set_yticks([])
+    ex.heatmap_colorbar(fig, axes["B"], label="[Ret] attention (min-max per map)")
     fig.suptitle(title or f"ZSE-SBIR: Ret cosine {e.cosine:.3f}, RN score {e.rn_score:.3f}", fontsize=9)
     fig.tight_layout()
-    ex.heatmap_colorbar(fig, [axes["A"], axes["B"]], label="[Ret] attention (min-max per map)")
-    return fig
+    return clear_titles(fig)
 
 
 # --------------------------------------------------------------------------- XModalViT
@@ -201,7 +202,7 @@ def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
     n = len(e.photo_attn)
-    fig, axes = plt.subplots(n, 2, figsize=(4.6, 2.2 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 2, figsize=(5.6, 0.5 + 2.5 * n), squeeze=False)
     for l in range(n):
         hp = ex.attention_to_heatmap(e.photo_attn[l], e.grid, ex.to_display_image(photo).shape[:2])
         hs = ex.attention_to_heatmap(e.sketch_attn[l], e.grid, ex.to_display_image(sketch).shape[:2])
@@ -217,7 +218,7 @@ def xmodal_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explanation
     fig.suptitle(title or f"XModalViT teacher, fused cosine {e.cosine:.3f}", fontsize=9)
     fig.tight_layout()
     ex.heatmap_colorbar(fig, list(axes[:, 1]), label="XMA attention (min-max per map)")
-    return fig
+    return clear_titles(fig)
 
 
 # --------------------------------------------------------------------------- CrossATNet
@@ -240,7 +241,7 @@ def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explana
     import matplotlib.pyplot as plt  # lazy: keeps viz.explain_models free of matplotlib at import
 
     sketch, photo = ex.denormalize(sketch, norm), ex.denormalize(photo, norm)
-    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6))
+    fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.1))
     size = ex.to_display_image(photo).shape[:2]
     axes[0].imshow(ex.to_display_image(sketch))
     axes[0].set_title("sketch", fontsize=8)
@@ -255,10 +256,10 @@ def crossatnet_pair_figure(sketch: torch.Tensor, photo: torch.Tensor, e: Explana
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    ex.heatmap_colorbar(fig, axes[2], label="attention, both maps (min-max per map)")
     fig.suptitle(title or f"CrossATNet, cosine {e.cosine:.3f}", fontsize=9)
     fig.tight_layout()
-    ex.heatmap_colorbar(fig, list(axes[1:]), label="attention (min-max per map)")
-    return fig
+    return clear_titles(fig)
 
 
 def explain(method: str, model, sketch: torch.Tensor, photo: torch.Tensor) -> Explanation:

@@ -22,14 +22,26 @@ import torch
 
 from xmodal_lib.data.index import DataError, Record
 from xmodal_lib.data.strokes import render_strokes
+from xmodal_lib.infra.devices import module_device
 from xmodal_lib.retrieval.sanity import check_query_dependent
 from xmodal_lib.retrieval.search import topk
 from xmodal_lib.viz import explain as ex
-from xmodal_lib.infra.devices import module_device
-from xmodal_lib.viz.explain_models import (METHODS, Explanation, _batch, crossatnet_explain,
-                             crossatnet_pair_figure, explain, explain_pair, pair_figure, xmodal_explain,
-                             xmodal_pair_figure, zse_attention_figure, zse_explain, zse_pair_figure)
-from xmodal_lib.viz.layout import clear_titles
+from xmodal_lib.viz.explain_models import (
+    METHODS,
+    Explanation,
+    _batch,
+    crossatnet_explain,
+    crossatnet_pair_figure,
+    explain,
+    explain_pair,
+    pair_figure,
+    xmodal_explain,
+    xmodal_pair_figure,
+    zse_attention_figure,
+    zse_explain,
+    zse_pair_figure,
+)
+from xmodal_lib.viz.layout import add_footer, clear_titles
 from xmodal_lib.viz.retrieval_plots import plot_retrieval_strips, strip_row
 
 __all__ = [
@@ -92,9 +104,12 @@ class ExplorerGallery:
         return scores, idx
 
 
+THUMB_IN = 1.8  # inches per thumbnail of the explorer's result strips
+
+
 def search_and_show(query_sketch: torch.Tensor, gallery: ExplorerGallery, k: int = 10,
                     query_label: str | None = None, title: str = ""):
-    """Rank the gallery for one sketch and draw the strip (green = same class, red = other)."""
+    """Rank the gallery for one sketch and draw the strip (green = same class, red = other; THUMB_IN in thumbs)."""
     scores, idx = gallery.search(query_sketch, k)
     show = [ex.denormalize(gallery.images[int(i)], gallery.norm) for i in idx]
     query_sketch = ex.denormalize(query_sketch, gallery.norm)
@@ -103,9 +118,10 @@ def search_and_show(query_sketch: torch.Tensor, gallery: ExplorerGallery, k: int
     if query_label is None:  # a drawing: its class is unknown, so nothing is marked right or wrong
         row = strip_row(query_sketch, "?", gallery.images, gallery.labels, idx.tolist(), scores.tolist(),
                         title or "drawn query", correct=[None] * len(idx))
-        return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)} (drawing: class unknown)")
+        title = f"{gallery.method}: top-{len(idx)} (drawing: class unknown)"
+        return plot_retrieval_strips([row], title=title, cell=THUMB_IN)
     row = strip_row(query_sketch, query_label, gallery.images, gallery.labels, idx.tolist(), scores.tolist(), title)
-    return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)}")
+    return plot_retrieval_strips([row], title=f"{gallery.method}: top-{len(idx)}", cell=THUMB_IN)
 
 
 @dataclass
@@ -225,8 +241,8 @@ class ExplorerCallbacks:
         g = self.gallery
         verdict = "" if lab is None else ("correct" if g.labels[j] == lab else "wrong")
         fig = explain_pair(g.method, g.explain_model or g.model, q, g.images[j], norm=g.norm)
-        fig.text(0.01, 0.01, f"rank {self.rank + 1}: {g.labels[j]} {verdict}", fontsize=8)
-        return clear_titles(fig)
+        add_footer(fig, f"rank {self.rank + 1}: {g.labels[j]} {verdict}", fontsize=9)  # below the panels
+        return fig
 
     def update(self):
         """(search figure, explanation figure) for the current state."""

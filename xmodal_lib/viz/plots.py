@@ -1,6 +1,7 @@
 """Shared plotting helpers: one style, ``save_fig`` into ``figures/``, curves and bar tables."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -8,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import matplotlib.pyplot as plt
 
 from xmodal_lib.infra.paths import figures_dir
+from xmodal_lib.viz.layout import wrap_suptitle
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
@@ -39,22 +41,32 @@ def save_fig(fig: plt.Figure, name: str, out_dir: str | Path | None = None, clos
     return path
 
 
+def with_data(title: str, data_name: str | None) -> str:
+    """``title`` with the name of the data appended (``"loss — sketchy_mini zeroshot1"``); unchanged
+    without ``data_name``."""
+    if not data_name:
+        return title
+    return f"{title} — {data_name}" if title else str(data_name)
+
+
+#: smallest plot area (inches) of one panel of ``plot_curves(..., separate=True)``
+PANEL_IN = (3.2, 2.6)
+
+
 def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: str = "step",
                 title: str = "", ax: plt.Axes | None = None, smooth: int = 1, ylabel: str | None = None,
-                separate: bool = False) -> plt.Figure:
+                separate: bool = False, data_name: str | None = None) -> plt.Figure:
     """Line plot of ``keys`` from a list of log rows (e.g. ``TrainResult.history``).
 
     ``smooth`` > 1 draws a running mean over that many rows on top of the raw values (faint).
     ``ylabel`` defaults to "loss" when every key is a loss term, else the keys. ``separate`` draws
-    one panel per key with its own y-scale (terms of very different size stay readable)."""
+    one panel per key with its own y-scale (terms of very different size stay readable), up to
+    three per row, each with a plot area of at least :data:`PANEL_IN` inches. ``data_name`` (e.g.
+    ``"sketchy_mini zeroshot1"``, the data trained on) is appended to the title (the figure title
+    with ``separate``); None keeps the title as given."""
     keys = list(keys)
     if separate and ax is None and len(keys) > 1:
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2))
-        for a, k in zip(axes, keys):
-            plot_curves(history, [k], x=x, title=k, ax=a, smooth=smooth, ylabel=ylabel)
-        fig.suptitle(title)
-        fig.tight_layout()
-        return fig
+        return _separate_curves(history, keys, x, with_data(title, data_name), smooth, ylabel)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
     else:
@@ -78,8 +90,26 @@ def plot_curves(history: Sequence[Mapping[str, Any]], keys: Iterable[str], x: st
     lossy = all(("loss" in k or k in _LOSS_TERMS) for k in keys)
     ax.set_xlabel("optimiser step" if x == "step" else x)
     ax.set_ylabel(ylabel if ylabel is not None else ("loss" if lossy else ", ".join(keys)))
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_title(with_data(title, data_name))
+    ax.legend(fontsize=9)
+    return fig
+
+
+def _separate_curves(history, keys: list[str], x: str, title: str, smooth: int, ylabel: str | None) -> plt.Figure:
+    """One panel per key, up to three per row, every plot area at least :data:`PANEL_IN`; fonts >= 9 pt."""
+    nrows = math.ceil(len(keys) / 3)
+    ncols = math.ceil(len(keys) / nrows)  # 4 keys: 2 x 2, 5-6 keys: 2 x 3
+    # plot area + room for tick labels, axis labels and the panel title (inches)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (PANEL_IN[0] + 1.0), nrows * (PANEL_IN[1] + 0.9) + 0.6),
+                             squeeze=False)
+    for a, k in zip(axes.flat, keys):
+        plot_curves(history, [k], x=x, title=k, ax=a, smooth=smooth, ylabel=ylabel)
+    for a in list(axes.flat)[len(keys):]:
+        a.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if wrap_suptitle(fig):  # a long title (with the data name) on two lines, not past the figure's edges
+        fig.tight_layout()
     return fig
 
 

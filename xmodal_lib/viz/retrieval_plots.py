@@ -6,6 +6,7 @@ only where the setting and the metric convention match, in columns marked "(repo
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -67,8 +68,11 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
 
 def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str = "Per-class AP",
                       max_classes: int = 30, ax=None):
-    """Grouped bars: classes on x, one bar per method. Classes ordered by mean AP over methods.
-    Entries named ``chance...`` (measured on random scores) are drawn as dashed ticks per class."""
+    """Horizontal grouped bars: one row per class (best mean AP over methods on top), one bar per
+    method. Entries named ``chance...`` (measured on random scores) are drawn as dashed ticks per
+    class. The figure grows with the number of classes so the 9 pt class names never overlap; with
+    more than ``max_classes`` classes the best and the worst ``max_classes // 2`` are shown and the
+    title says so."""
     import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
     chance = {k: v for k, v in per_class.items() if k.startswith("chance")}  # drawn as ticks, not bars
@@ -77,22 +81,26 @@ def plot_per_class_ap(per_class: Mapping[str, Mapping[str, float]], title: str =
         raise ValueError("per_class: expected at least one method")
     classes = sorted({c for d in per_class.values() for c in d})
     mean = {c: np.nanmean([per_class[m].get(c, np.nan) for m in methods]) for c in classes}
-    classes = sorted(classes, key=lambda c: -mean[c])[:max_classes]
-    fig, ax = (plt.subplots(figsize=(max(5.0, 0.35 * len(classes) * max(1, len(methods)) + 1.5), 3.6))
-               if ax is None else (ax.figure, ax))
-    x = np.arange(len(classes))
-    w = 0.8 / len(methods)
+    classes = sorted(classes, key=lambda c: (-np.nan_to_num(mean[c], nan=-1.0), c))
+    if len(classes) > max_classes:
+        half = max(1, max_classes // 2)
+        title = f"{title}\n(best {half} and worst {half} of {len(classes)} classes by mean AP)"
+        classes = classes[:half] + classes[-half:]
+    row_in = max(0.24, 0.055 * len(methods) + 0.08)  # inches per class: its bars and a 9 pt name
+    fig, ax = (plt.subplots(figsize=(7.5, 1.3 + row_in * len(classes))) if ax is None else (ax.figure, ax))
+    y = np.arange(len(classes))
+    h = 0.8 / len(methods)
     for k, m in enumerate(methods):
-        ax.bar(x + (k - (len(methods) - 1) / 2) * w, [per_class[m].get(c, np.nan) for c in classes], w, label=m)
+        ax.barh(y + (k - (len(methods) - 1) / 2) * h, [per_class[m].get(c, np.nan) for c in classes], h, label=m)
     for name, d in chance.items():
-        ax.hlines([d.get(c, np.nan) for c in classes], x - 0.42, x + 0.42, colors="k", linestyles="--", lw=1,
+        ax.vlines([d.get(c, np.nan) for c in classes], y - 0.42, y + 0.42, colors="k", linestyles="--", lw=1,
                   label=name)
-    ax.set_xticks(x)
-    ax.set_xticklabels(classes, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("AP")
-    ax.set_ylim(0, 1)
+    ax.set_yticks(y, classes, fontsize=9)
+    ax.set_ylim(len(classes) - 0.5, -0.5)  # best class on top
+    ax.set_xlabel("AP")
+    ax.set_xlim(0, 1)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # never over a bar
     fig.tight_layout()
     return fig
 
@@ -135,7 +143,9 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
     """Each row: the query sketch, then its top-k photos framed green (correct), red (wrong) or grey.
 
     Above each photo: rank, class and (when given) its score, named by ``score_label`` in the legend
-    (e.g. "cosine similarity", "-Hamming distance (64 bits)", "RN relation score")."""
+    (e.g. "cosine similarity", "-Hamming distance (64 bits)", "RN relation score"). ``cell`` is the
+    width of one column in inches; the fonts grow with it (6 pt at the default 1.15 in), and the
+    figure height leaves every row ``cell`` inches of image besides its titles."""
     import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
     from matplotlib.patches import Patch  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
@@ -144,11 +154,14 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
     if all(r.indices is not None for r in rows):  # warns when every query shows the same photos
         check_query_dependent([r.indices for r in rows], where=f"retrieval strips {title!r}".strip())
     k = max(len(r.results) for r in rows)
-    fig, axes = plt.subplots(len(rows), k + 1, figsize=(cell * (k + 1), cell * 1.25 * len(rows)), squeeze=False)
+    fs = max(6.0, round(6.0 * cell / 1.15, 1))  # result titles; query, legend and suptitle one step larger
+    legend_in = (2.6 * (fs + 1) + 8) / 72  # two legend lines and their margins
+    height = len(rows) * (cell + (2.6 * fs + 6) / 72) + legend_in + (0.45 if title else 0.1)
+    fig, axes = plt.subplots(len(rows), k + 1, figsize=(cell * (k + 1), height), squeeze=False)
     for r, row in enumerate(rows):
         ax = axes[r, 0]
         ax.imshow(to_display_image(row.query))
-        ax.set_title(row.title or f"query: {row.query_label}", fontsize=7)
+        ax.set_title(row.title or f"query: {row.query_label}", fontsize=fs + 1)
         _frame(ax, "black", 1.5)
         for c in range(k):
             ax = axes[r, c + 1]
@@ -164,7 +177,7 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
                 txt += f" {row.result_labels[c]}"
             if row.scores is not None:
                 txt += f"\n{row.scores[c]:.3f}"
-            ax.set_title(txt, fontsize=6)
+            ax.set_title(txt, fontsize=fs)
         axes[r, 0].set_xticks([])
         axes[r, 0].set_yticks([])
     handles = [Patch(facecolor="white", edgecolor=CORRECT, linewidth=3, label="same class as the query"),
@@ -172,11 +185,11 @@ def plot_retrieval_strips(rows: Sequence[StripRow], title: str = "", cell: float
     if any(c is None for row in rows for c in row.correct):
         handles.append(Patch(facecolor="white", edgecolor=UNKNOWN, linewidth=3, label="not judged"))
     caption = "rank, class" + (f", {score_label} (higher = ranked first)" if any(r.scores is not None for r in rows) else "")
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False,
-               title=f"above each photo: {caption}", title_fontsize=7)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=fs + 1, frameon=False,
+               title=f"above each photo: {caption}", title_fontsize=fs + 1)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08 if len(rows) > 1 else 0.16, 1, 1))
+        fig.suptitle(title, fontsize=max(10.0, fs + 2))
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))
     return fig
 
 
@@ -222,12 +235,36 @@ def reported_table(setting: str, metrics: Sequence[str] | None = None):
     return df.pivot_table(index="method", columns="metric", values="value", sort=False)
 
 
+_COUNT = re.compile(r"^(n|n_.*|num_.*|.*_count|count|steps|epochs)$")
+
+
+def _is_count(name, values) -> bool:
+    """An integer column, or a column named like a count (``n_valid``, ``n_queries`` ...) whose
+    values are all whole numbers (NaN aside)."""
+    v = np.asarray(values)
+    if np.issubdtype(v.dtype, np.integer):
+        return True
+    if not np.issubdtype(v.dtype, np.floating) or not _COUNT.match(str(name)):
+        return False
+    finite = v[np.isfinite(v)]
+    return bool(len(finite)) and bool(np.all(finite == np.round(finite)))
+
+
 def table_figure(df, title: str = "", fmt: str = "{:.3f}", max_col_chars: int = 22):
-    """Render a DataFrame as a matplotlib table figure (for ``save_fig``); NaN shows as '–'."""
+    """Render a DataFrame as a matplotlib table figure (for ``save_fig``); NaN shows as '–', and
+    count columns (integers, or whole numbers under a count name like ``n_valid``) as integers."""
     import matplotlib.pyplot as plt  # lazy: keeps viz.retrieval_plots free of matplotlib at import
 
-    cells = [[("–" if (isinstance(v, float) and np.isnan(v)) else (fmt.format(v) if isinstance(v, (float, np.floating))
-               else str(v))) for v in row] for row in df.itertuples(index=False)]
+    counts = [_is_count(c, df[c].to_numpy()) for c in df.columns]
+
+    def cell(v, count: bool) -> str:
+        if isinstance(v, (float, np.floating)) and np.isnan(v):
+            return "–"
+        if count and isinstance(v, (int, float, np.integer, np.floating)):
+            return str(int(round(float(v))))
+        return fmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+
+    cells = [[cell(v, c) for v, c in zip(row, counts)] for row in df.itertuples(index=False)]
     cols = [str(c)[:max_col_chars] for c in df.columns]
     fig, ax = plt.subplots(figsize=(min(2.5 + 1.6 * len(cols), 26), 1.0 + 0.45 * (len(df) + 1)))
     ax.axis("off")
@@ -236,10 +273,10 @@ def table_figure(df, title: str = "", fmt: str = "{:.3f}", max_col_chars: int = 
     t.auto_set_font_size(False)
     t.set_fontsize(10)
     t.scale(1.0, 1.5)
-    for (r, c), cell in t.get_celld().items():
+    for (r, c), tc in t.get_celld().items():
         if r == 0 and c >= 0 and str(df.columns[c]).endswith("(reported)"):
-            cell.set_facecolor("#eeeeee")
-            cell.get_text().set_style("italic")
+            tc.set_facecolor("#eeeeee")
+            tc.get_text().set_style("italic")
     if title:
         ax.set_title(title, fontsize=11)
     fig.tight_layout()

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from xmodal_lib.infra.devices import module_device
 from xmodal_lib.retrieval.chance import fg_chance_metrics
+from xmodal_lib.viz.explain import RELATIVE_ATTENTION_LABEL
 
 __all__ = ["xma_attention_grids", "plot_xma_attention", "plot_teacher_val", "teacher_modality_share"]
 
@@ -74,7 +75,8 @@ def xma_attention_grids(teacher: nn.Module, photo: Tensor, sketch: Tensor) -> di
 
 def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor], title: str = ""):
     """Photo and sketch with each XMA layer's attention overlaid (rows: layers), each map drawn
-    relative to uniform attention (1 = every patch the same weight) with its colorbar."""
+    relative to uniform attention: weight x number of patches, so 1 = every patch the same weight
+    and 2 = twice the uniform share (the colour bars say so)."""
     import matplotlib.pyplot as plt  # lazy: keeps viz.xmodalvit_plots free of matplotlib at import
 
     k = grids["sketch_to_photo"].shape[0]
@@ -89,7 +91,9 @@ def plot_xma_attention(photo: Tensor, sketch: Tensor, grids: Mapping[str, Tensor
             rel = g / g.sum().clamp_min(1e-12) * g.numel()  # (h, w) attention relative to uniform (1 = uniform)
             m = F.interpolate(rel[None, None], size=(size, size), mode="nearest")[0, 0]
             im = ax.imshow(m.numpy(), cmap="jet", alpha=0.45, vmin=0.0)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).set_label("x uniform", fontsize=7)
+            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            cb.set_label(RELATIVE_ATTENTION_LABEL, fontsize=8)
+            cb.ax.tick_params(labelsize=8)
             ax.set_title(f"XMA {i + 1}: {lab}", fontsize=8)
             ax.axis("off")
     if title:
