@@ -3,7 +3,7 @@
 Everything a widget does is a plain function or an :class:`ExplorerCallbacks` method that
 returns a matplotlib figure, so it is testable without a browser; :func:`build_explorer` and
 :func:`drawing_canvas` only wire ipywidgets / ipycanvas to them. Pixels drawn on the canvas go
-through the SAME preprocessing as sketch files (:func:`strokes_to_tensor`).
+through the SAME preprocessing as sketch files (:func:`xmodal_lib.data.strokes.strokes_to_tensor`).
 
 The per-method explanation figures live in :mod:`xmodal_lib.viz.explain_models` (re-exported
 here: :func:`explain_pair`, :func:`zse_explain`, ...).
@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
-from xmodal_lib.data.index import DataError, Record
-from xmodal_lib.data.strokes import render_strokes
+from xmodal_lib.data.strokes import (  # noqa: F401 (re-exported: the explorer's drawn sketches)
+    Stroke,
+    sketch_image_to_tensor,
+    strokes_to_array,
+    strokes_to_image,
+    strokes_to_tensor,
+)
 from xmodal_lib.infra.devices import module_device
 from xmodal_lib.retrieval.sanity import check_query_dependent
 from xmodal_lib.retrieval.search import topk
@@ -131,51 +133,6 @@ class _Shown:
     method: str
     images: list
     labels: list[str]
-
-
-# --------------------------------------------------------------------------- drawn sketches
-Stroke = Sequence[tuple[float, float]]
-
-
-def strokes_to_array(strokes: Sequence[Stroke]) -> np.ndarray:
-    """Polylines ``[[(x, y), ...], ...]`` -> stroke array ``(n, 3)`` (x, y, pen-end) of :mod:`data.strokes`."""
-    rows = []
-    for s in strokes:
-        pts = np.asarray(s, dtype=np.float64).reshape(-1, 2)
-        if len(pts) == 0:
-            continue
-        end = np.zeros((len(pts), 1))
-        end[-1] = 1.0
-        rows.append(np.hstack([pts, end]))
-    if not rows or sum(len(r) for r in rows) < 2:
-        raise DataError("drawing: blank canvas (draw at least one stroke)")
-    return np.vstack(rows)
-
-
-def strokes_to_image(strokes: Sequence[Stroke], size: int = 256, canvas_size: float = 256.0,
-                     width: float = 3.0):
-    """Rasterise canvas strokes (pixels of a ``canvas_size`` square) into an ``L`` PIL image,
-    using the project's stroke renderer (:func:`xmodal_lib.data.strokes.render_strokes`)."""
-    return render_strokes(strokes_to_array(strokes), size=size, frame=canvas_size, width=width,
-                          source="<drawing>")
-
-
-def sketch_image_to_tensor(image, loader) -> torch.Tensor:
-    """A sketch PIL image through exactly the file-sketch path of ``loader`` (an ``ImageLoader``).
-
-    The image is written losslessly to a temporary PNG and loaded as a sketch record, so a drawn
-    sketch gets the same crop / resize / normalisation as a sketch file.
-    """
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "drawing.png"
-        image.save(path)
-        return loader.load(Record(path, "sketch", "", "", "test"))
-
-
-def strokes_to_tensor(strokes: Sequence[Stroke], loader, canvas_size: float = 256.0, width: float = 3.0,
-                      render_size: int = 256) -> torch.Tensor:
-    """Canvas strokes -> preprocessed sketch tensor ``(3, size, size)`` (same as a sketch file)."""
-    return sketch_image_to_tensor(strokes_to_image(strokes, render_size, canvas_size, width), loader)
 
 
 # --------------------------------------------------------------------------- callbacks
