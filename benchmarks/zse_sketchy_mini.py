@@ -16,7 +16,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from xmodal_lib.infra.paths import shared_data_dir  # noqa: E402
 from xmodal_lib.methods.zse import pipeline as zse  # noqa: E402
-from xmodal_lib.run.params import build  # noqa: E402
+from xmodal_lib.run.params import build, override  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,8 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     zs_wall = time.perf_counter() - t
     # cross-dataset: trained on the embedded synthetic benchmark, tested on sketchy_mini unseen
     t = time.perf_counter()
-    syn_cfg = replace(cfg, dataset="synthetic", data_root=None, split=None, epochs=a.synthetic_epochs,
-                      items_per_epoch=480 if not a.quick else 24, batch_size=8 if not a.quick else 12, val_classes=3)
+    syn_cfg = override(cfg, dataset="synthetic", data_root=None, split=None, epochs=a.synthetic_epochs,
+                       items_per_epoch=480 if not a.quick else 24, batch_size=8 if not a.quick else 12, val_classes=3)
     syn = zse.run_zero_shot(syn_cfg, work / "syn", index=zse.load_index(syn_cfg))
     if a.quick:
         xd = zse.evaluate_zero_shot(syn["model"], index.of_classes(index.unseen), syn_cfg, modes=("ret", "rn_rerank"),

@@ -78,8 +78,9 @@ def _add_train(sub: Any) -> None:
         help="train one method (single process, or every rank under torchrun)",
         description=(
             "Train one method with the same pipeline functions the notebooks call. Under torchrun each "
-            "rank runs this command: DDP (NCCL on GPUs, gloo on CPU), global batch = the config's "
-            "batch_size, checkpoints and artefacts written by rank 0. Example: torchrun "
+            "rank runs this command: DDP (NCCL on GPUs, gloo on CPU), global batch = the loop's batch "
+            "size (batch_size; XModalViT: teacher_/student_/baseline_batch_size), checkpoints and artefacts "
+            "written by rank 0. Example: torchrun "
             "--nproc_per_node=4 -m xmodal_lib train crossatnet --profile paper -p batch_size=256"
         ),
     )
@@ -93,7 +94,8 @@ def _add_train(sub: Any) -> None:
                          "shoev2/chairv2/sketchy; crossatnet: sketchy/sketchy21/tuberlin; zse: "
                          "sketchy25/sketchy21/tuberlin/quickdraw)")
     tr.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="config field of the method (lower-case name, e.g. batch_size=64, data_root=/data); "
+                    help="parameter of the method (lower-case name, e.g. batch_size=64, data_root=/data; "
+                         "xmodalvit-*: teacher_batch_size, student_device ...); "
                          "VALUE is read as YAML")
     tr.add_argument("--loop", action="append", default=[], metavar="KEY=VALUE",
                     help="training-loop field for every fit(): num_workers, pin_memory, prefetch_factor, "
@@ -225,7 +227,7 @@ def _train_method(args: argparse.Namespace, cfg: Any, out: Path, progress: bool,
             loaded = xv.load_teacher(args.teacher)
             if loaded is None:
                 where = args.teacher or xv.teacher_path()
-                raise ValueError(f"--teacher: no teacher weights at {where}; run `xmodal train xmodalvit-teacher` first")
+                raise ValueError(f"--teacher: no usable teacher at {where}; run `xmodal train xmodalvit-teacher` first")
             students, res = xv.distil_students(cfg, data, loaded[0], relational=True, out_dir=out,
                                                resume=args.resume, progress=progress, options=options)
         else:

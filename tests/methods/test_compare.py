@@ -55,16 +55,19 @@ def test_artifact_only_for_same_dataset(tmp_path, monkeypatch):
     from xmodal_lib.run.artifacts import save_model
     from xmodal_lib.run.params import preset
 
+    Z, X = C.Z.ZSEPipelineConfig, C.X.XModalViTConfig
+
     monkeypatch.setenv("XMODAL_ARTIFACTS", str(tmp_path))
     save_model(nn.Linear(2, 2), tmp_path / "m", preset("04_zse_sbir", "smoke"))  # the config's own dataset
-    assert C._artifact("m", C.CompareConfig()) == tmp_path / "m"
-    assert C._artifact("m", C.CompareConfig(use_artifacts=False)) is None
-    assert C._artifact("m", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is None
+    assert C._artifact("m", C.CompareConfig(), Z) == tmp_path / "m"
+    assert C._artifact("m", C.CompareConfig(use_artifacts=False), Z) is None
+    assert C._artifact("m", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1"), Z) is None
     xc = preset("02_distillation", "smoke")  # names its fine-grained data: the info says what 05 trained on
     save_model(nn.Linear(2, 2), tmp_path / "z", xc, dataset="sketchy", split="zeroshot1")
-    assert C._artifact("z", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1")) is not None
-    assert C._artifact("z", C.CompareConfig()) is None
-    assert C._artifact("absent", C.CompareConfig()) is None
+    assert C._artifact("z", C.CompareConfig(dataset="sketchy", data_root="x", split="zeroshot1"), X) is not None
+    assert C._artifact("z", C.CompareConfig(), X) is None
+    assert C._artifact("absent", C.CompareConfig(), Z) is None
+    assert C._artifact("m", C.CompareConfig(), X) is None  # another method's config: said, not read
 
 
 def test_default_data_root(monkeypatch, tmp_path):

@@ -39,3 +39,40 @@ def test_another_class_or_layout_or_shape_is_refused_naming_the_file(tmp_path):
     save_weights(nn.Linear(3, 2), tmp_path / "old", config={"zse": {"dim": 8}})  # an older layout
     with pytest.raises(CheckpointError, match=r"artifact .*old.*expected 'config_class' and 'params'"):
         A.stored_config(tmp_path / "old", ZSEPipelineConfig)
+
+
+def test_unusable_says_why_an_artifact_of_another_version_or_class_is_not_read(tmp_path):
+    from xmodal_lib.infra.checkpoint import save_weights
+
+    A.save_model(nn.Linear(3, 2), tmp_path / "m", preset("04_zse_sbir", "smoke"))
+    assert A.unusable(tmp_path / "m", ZSEPipelineConfig) is None
+    assert "holds a" in A.unusable(tmp_path / "m", CrossATNetRunConfig)
+    save_weights(nn.Linear(3, 2), tmp_path / "old", config={"zse": {"dim": 8}})
+    assert "older version" in A.unusable(tmp_path / "old", ZSEPipelineConfig)
+    save_weights(nn.Linear(3, 2), tmp_path / "moved", config={"config_class": "xmodal_lib.pipelines.zse_config:ZSEPipelineConfig",
+                                                            "params": {"dim": 8}})
+    assert "xmodal_lib.pipelines.zse_config" in A.unusable(tmp_path / "moved", ZSEPipelineConfig)
+
+
+def test_compare_trains_anew_instead_of_reading_an_old_artifact(tmp_path, monkeypatch, capsys):
+    from xmodal_lib.infra.checkpoint import save_weights
+    from xmodal_lib.methods import compare as C
+
+    monkeypatch.setattr(C, "_artifacts", lambda: tmp_path)
+    save_weights(nn.Linear(3, 2), tmp_path / "zse_zero_shot", config={"zse": {"dim": 8}})
+    assert C._artifact("zse_zero_shot", C.CompareConfig(), ZSEPipelineConfig) is None
+    assert "older version" in capsys.readouterr().out
+    A.save_model(nn.Linear(3, 2), tmp_path / "zse_zero_shot", preset("04_zse_sbir", "smoke"), dataset="synthetic",
+                 split=None)
+    assert C._artifact("zse_zero_shot", C.CompareConfig(), ZSEPipelineConfig) == tmp_path / "zse_zero_shot"
+
+
+def test_an_older_flat_xmodalvit_config_fills_every_loop(tmp_path):
+    from xmodal_lib.methods.xmodalvit.config import XModalViTConfig
+    from xmodal_lib.run.params import from_dict
+
+    cfg = from_dict(XModalViTConfig, {"batch_size": 32, "precision": "fp32", "device": "cpu", "teacher_lr": 3e-6,
+                                      "student_batch_size": 8})
+    assert (cfg.teacher_train.batch_size, cfg.student_train.batch_size, cfg.baseline_train.batch_size) == (32, 8, 32)
+    assert {cfg.teacher_train.precision, cfg.student_train.precision, cfg.baseline_train.precision} == {"fp32"}
+    assert cfg.teacher_train.device == "cpu" and cfg.teacher_train.lr == 3e-6

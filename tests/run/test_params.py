@@ -284,3 +284,12 @@ def test_preset_reads_the_profile_yaml(profile):
     assert cfg.model.dim == yml["DIM"] and cfg.model.patch_embed == yml.get("PATCH_EMBED", cfg.model.patch_embed)
     with pytest.raises(P.ConfigError, match="not_a_field.*and overrides"):
         preset("04_zse_sbir", profile, not_a_field=1)
+
+
+def test_reproduce_p_of_a_loop_field_reaches_every_loop_of_01_02() -> None:
+    nbs = [p for p in NOTEBOOKS if p.stem[:2] in ("01", "02", "03")]
+    plans = {p.stem[:2]: p.effective for p in plan_run(nbs, "smoke", NB_DIR, overrides=["DEVICE=cpu", "02.LR=0.002"])}
+    assert plans["01"]["TEACHER_DEVICE"] == "cpu" and plans["03"]["DEVICE"] == "cpu"
+    assert (plans["02"]["TEACHER_DEVICE"], plans["02"]["STUDENT_DEVICE"], plans["02"]["BASELINE_DEVICE"]) == ("cpu",) * 3
+    assert (plans["02"]["TEACHER_LR"], plans["02"]["STUDENT_LR"], plans["02"]["BASELINE_LR"]) == (0.002,) * 3
+    assert plans["01"]["TEACHER_LR"] != 0.002  # scoped to 02

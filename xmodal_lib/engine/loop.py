@@ -141,6 +141,8 @@ def setup(model: nn.Module, step_fn: Callable[[nn.Module, Any], dict[str, Tensor
     device, amp, use_amp, scaler = _device_and_precision(cfg)
     model = _check_world(cfg, device, model, world)
     state_modules = state_modules or {}
+    if cfg.seed is None:
+        raise ValueError("fit: TrainConfig.seed is None; a run config fills it in (e.g. XModalViTConfig.loop())")
     seed_everything(cfg.seed)
     model.to(device)
     if cfg.channels_last:

@@ -64,17 +64,32 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, sort_keys=True, default=_json_default))
 
 
+def _flat(d: dict[str, Any], pre: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (a method config stored as ``{"zse": {...}}``: ``zse.lr``)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+    return out
+
+
+def _config_key_ignored(key: str) -> bool:
+    """A method-config key that is not compared: a runtime field, also as a training loop's parameter
+    (``device``, ``teacher_device``, ``student_num_workers``), an evaluation field or a run length."""
+    name = key.rsplit(".", 1)[-1]
+    return (any(name == f or name.endswith("_" + f) for f in _CONFIG_IGNORED)
+            or name.startswith(_CONFIG_IGNORED_PREFIX) or name.endswith(_CONFIG_IGNORED_SUFFIX))
+
+
 def setup_differences(meta: dict[str, Any], train_config: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """``"<field>: <stored> in the checkpoint, <current> now"`` for every compared field that differs
     (fields present on one side only are skipped: checkpoints of older versions stay resumable)."""
     diffs = []
-    now_t, now_c = _jsonable(train_config), _jsonable(config)
+    now_t, now_c = _jsonable(train_config), _flat(_jsonable(config))
     skip_t = RUNTIME_FIELDS | (LENGTH_FIELDS if now_t.get("schedule") != "cosine" else frozenset())
-    for prefix, stored, now, skip in (("", meta.get("train_config") or {}, now_t, skip_t),
-                                      ("config.", meta.get("config") or {}, now_c, _CONFIG_IGNORED)):
+    for prefix, stored, now in (("", meta.get("train_config") or {}, now_t),
+                                ("config.", _flat(meta.get("config") or {}), now_c)):
         for key in sorted(set(stored) & set(now)):
-            if key in skip or (prefix and (key.startswith(_CONFIG_IGNORED_PREFIX)
-                                           or key.endswith(_CONFIG_IGNORED_SUFFIX))):
+            if (key in skip_t) if not prefix else _config_key_ignored(key):
                 continue
             if stored[key] != now[key]:
                 diffs.append(f"{prefix}{key}: {stored[key]!r} in the checkpoint, {now[key]!r} now")

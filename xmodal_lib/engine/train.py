@@ -84,7 +84,7 @@ class TrainConfig:
     warmup_steps: int = 0
     precision: str = "auto"
     grad_clip: float | None = None
-    seed: int = 0
+    seed: int | None = 0  # None: the run config fills it in (XModalViT's loops: its SEED)
     device: str = "auto"
     ckpt_every: int | None = 50
     keep_last: int = 2
@@ -101,6 +101,8 @@ class TrainConfig:
     profile_timing: bool = False
 
     def __post_init__(self) -> None:
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"TrainConfig.seed: expected None or >= 0, got {self.seed}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise ValueError(f"TrainConfig.optimizer: expected 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

@@ -167,13 +167,18 @@ def _artifacts() -> Path:
     return artifacts_dir()
 
 
-def _artifact(name: str, cfg: CompareConfig) -> Path | None:
-    """``artifacts_dir()/<name>`` if it exists and was trained on ``cfg.dataset`` / ``cfg.split``
-    (the artifact's ``info``, else its config's own dataset fields: :mod:`xmodal_lib.run.artifacts`)."""
-    from xmodal_lib.run.artifacts import exists, stored_info, stored_params  # lazy: upward import (methods -> run)
+def _artifact(name: str, cfg: CompareConfig, cls: type) -> Path | None:
+    """``artifacts_dir()/<name>`` if it exists, holds a ``cls`` config of this version and was trained
+    on ``cfg.dataset`` / ``cfg.split`` (the artifact's ``info``, else its config's own dataset fields:
+    :mod:`xmodal_lib.run.artifacts`). One of an older version is said and trained anew."""
+    from xmodal_lib.run.artifacts import exists, stored_info, stored_params, unusable  # lazy: upward import (methods -> run)
 
     p = _artifacts() / name
     if not cfg.use_artifacts or not exists(p):
+        return None
+    why = unusable(p, cls)
+    if why is not None:
+        print(f"artifact {p}: {why}; training this method here instead")
         return None
     seen = {**stored_params(p), **stored_info(p)}
     return p if (seen.get("dataset", "synthetic"), seen.get("split")) == (cfg.dataset, cfg.split) else None
@@ -202,7 +207,7 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
     """ZSE-SBIR: [Ret] cosine ("Ours-Ret") and, with ``zse_rn``, exhaustive RN scores ("Ours-RN")."""
     from xmodal_lib.run.artifacts import load_model, save_model  # lazy: upward import (methods -> run)
 
-    art = _artifact("zse_zero_shot", cfg)
+    art = _artifact("zse_zero_shot", cfg, Z.ZSEPipelineConfig)
     if art is not None:
         model, zc = load_model(art, Z.ZSEPipelineConfig, lambda c: ZSESBIR(c.model), pretrained=False)
         source = f"artifact {art.name}"
@@ -231,7 +236,7 @@ def run_zse(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path
 # --------------------------------------------------------------------------- CrossATNet
 def run_crossatnet(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir: Path) -> list[MethodRun]:
     """CrossATNet: real-valued cosine and Hamming ranking with its longest hash code."""
-    art = _artifact(C.ARTIFACT, cfg)
+    art = _artifact(C.ARTIFACT, cfg, C.CrossATNetRunConfig)
     cc = _method_config("03_crossatnet_zero_shot", cfg, seed=cfg.seed, device=cfg.device,
                         max_steps=cfg.crossatnet_steps, epochs=None, dataset=cfg.dataset,
                         data_root=cfg.data_root, split=cfg.split)  # epochs=None: CROSSATNET_STEPS sets the length
@@ -267,7 +272,8 @@ def run_xmodalvit(cfg: CompareConfig, index: SBIRIndex, test: SBIRIndex, out_dir
     from xmodal_lib.run.artifacts import load_model, save_model  # lazy: upward import (methods -> run)
 
     xc = _method_config("02_distillation", cfg, **_xmodal_overrides(cfg))
-    art_t, art_s = _artifact("xmodalvit_zero_shot_teacher", cfg), _artifact("xmodalvit_zero_shot_students", cfg)
+    art_t = _artifact("xmodalvit_zero_shot_teacher", cfg, X.XModalViTConfig)
+    art_s = _artifact("xmodalvit_zero_shot_students", cfg, X.XModalViTConfig)
     if art_t is not None and art_s is not None:
         teacher, xc = load_model(art_t, X.XModalViTConfig, X.make_teacher, teacher_pretrained=False,
                                  student_pretrained=False)

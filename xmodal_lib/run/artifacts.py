@@ -51,6 +51,18 @@ def _stored(path: str | Path, what: str = "artifact") -> dict[str, Any]:
     return meta
 
 
+def unusable(path: str | Path, cls: type, what: str = "artifact") -> str | None:
+    """Why the complete artifact ``path`` cannot be read back as ``cls`` (written by an older layout
+    or from another config class), or None when it can. A damaged JSON still raises CheckpointError
+    (``what`` names the file there)."""
+    meta = read_config(path, what)
+    if not isinstance(meta.get("params"), dict) or "config_class" not in meta:
+        return f"written by an older version (JSON keys {sorted(meta)}, expected 'config_class' and 'params')"
+    if meta["config_class"] != _class_name(cls):
+        return f"holds a {meta['config_class']} config, expected {_class_name(cls)}"
+    return None
+
+
 def stored_info(path: str | Path) -> dict[str, Any]:
     """The ``info`` mapping saved with the artifact (empty when none was given)."""
     return dict(_stored(path).get("info") or {})

@@ -1,12 +1,12 @@
 """One way to bind notebook parameters to a method's config.
 
-A notebook parameter is the upper-case name of a config field (``TEACHER_LR`` -> ``teacher_lr``,
-``DIM`` -> ``dim``): one name from the notebook's ``parameters`` cell, through the profile YAML and
-``-p`` overrides, to the dataclass field. A run config nests its model configs (:func:`nested`); a
-nested field is the parameter ``PREFIX + FIELD`` (upper case), where the prefix is declared with the
-group: ``""`` for ZSE-SBIR's and CrossATNet's ``model`` (``DIM`` -> ``cfg.model.dim``),
-``"teacher_"`` / ``"student_"`` for XModalViT's two encoders (``TEACHER_DEPTH`` ->
-``cfg.teacher.depth``). :func:`leaves` lists that one-to-one map and refuses a name that two fields
+A notebook parameter is the upper-case name of a config field: one name from the notebook's
+``parameters`` cell, through the profile YAML and ``-p`` overrides, to the dataclass field. A run
+config nests its model config and its training loop's ``TrainConfig`` (:func:`nested`); a nested
+field is the parameter ``PREFIX + FIELD`` (upper case), where the prefix is declared with the group:
+``""`` for ZSE-SBIR's and CrossATNet's ``model`` and ``train`` (``DIM`` -> ``cfg.model.dim``, ``LR``
+-> ``cfg.train.lr``), ``"teacher_"`` / ``"student_"`` / ``"baseline_"`` for XModalViT's encoders and
+loops (``TEACHER_DEPTH`` -> ``cfg.teacher.depth``, ``TEACHER_LR`` -> ``cfg.teacher_train.lr``). :func:`leaves` lists that one-to-one map and refuses a name that two fields
 would share; :func:`flat_params` / :func:`from_dict` go back and forth between a config and its
 parameters (``to_dict`` artifacts are stored by parameter name). :func:`bind` is the only place where that happens; the
 notebooks (:func:`notebook_config`), ``xmodal train`` and ``xmodal reproduce`` (at plan time, before
@@ -302,10 +302,15 @@ def _flatten_stored(cls: type, stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_dict(cls: type, stored: Mapping[str, Any], **over: Any) -> Any:
     """``cls`` from a stored :func:`to_dict` (parameter names; a nested group given as a dict under
-    its field name is read too), then ``over``. Keys that are no parameter of ``cls`` (fields of an
-    older version) are dropped; values are bound and checked as :func:`bind` does."""
+    its field name is read too), then ``over``. A key naming a field that now lives in several groups
+    (an older XModalViT's ``batch_size``, ``device``, ``precision``) goes to each of them; other keys that
+    are no parameter of ``cls`` (fields of an older version) are dropped; values are bound and checked as :func:`bind` does."""
     table = leaves(cls)
-    flat = {k: v for k, v in _flatten_stored(cls, stored).items() if k in table}
+    raw = _flatten_stored(cls, stored)
+    flat = {k: v for k, v in raw.items() if k in table}
+    for key, value in raw.items():  # a field that now lives once per loop (XModalViT's old flat batch_size)
+        if key not in table:
+            flat.update({n: value for n in params_of_field(cls, key) if n not in raw})
     flat.update({k.lower(): v for k, v in over.items()})
     return bind(cls, flat, source=f"stored {cls.__name__}")
 

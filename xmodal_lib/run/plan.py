@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from xmodal_lib.run.params import NOTEBOOKS, bind, config_class, parse_value
+from xmodal_lib.run.params import NOTEBOOKS, bind, config_class, params_of_field, parse_value
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 PROFILES = ("smoke", "paper")
@@ -185,6 +185,17 @@ class NotebookPlan:
         return {**self.defaults, **self.injected}
 
 
+def _targets(stem: str, key: str, defaults: Mapping[str, Any]) -> list[str]:
+    """The parameters of notebook ``stem`` that ``key`` sets: itself when declared, else the one per
+    training loop of that field (``DEVICE`` -> ``TEACHER_DEVICE`` ... in XModalViT's notebooks)."""
+    if key in defaults:
+        return [key]
+    cls = config_class(stem) if stem in NOTEBOOKS else None  # a notebook of another folder: its own names only
+    if cls is None:
+        return []
+    return [n.upper() for n in params_of_field(cls, key.lower()) if n.upper() in defaults]
+
+
 def plan_run(
     notebooks: list[Path],
     profile: str,
@@ -196,8 +207,11 @@ def plan_run(
     """Resolve the parameters of every notebook: defaults < profile < profile file < --data-root < -p.
 
     A profile file is either flat (``KEY: value`` for every notebook that declares KEY) or
-    nested per notebook (``02_distillation: {EPOCHS: 3}`` or ``"02": {...}``). Unknown keys
-    raise ``ValueError`` naming the file or option, so a typo never silently does nothing.
+    nested per notebook (``02_distillation: {STUDENT_EPOCHS: 3}`` or ``"02": {...}``). A flat or
+    ``-p`` key that names a training-loop field reaches every loop of a notebook that has it once
+    per loop (``-p DEVICE=cpu``: ``TEACHER_DEVICE``, ``STUDENT_DEVICE``, ``BASELINE_DEVICE`` of 01/02,
+    :func:`_targets`). Unknown keys raise ``ValueError`` naming the file or option, so a typo never
+    silently does nothing.
     """
     parsed = [parse_override(o) for o in overrides]
     custom = load_yaml_params(Path(profile_file)) if profile_file else {}
@@ -225,9 +239,10 @@ def plan_run(
                         v2 = _abs_path(k2, v2)
                         injected[k2] = _check_type(nb.name, k2, defaults[k2], v2, str(profile_file))
                     used.add(f"file:{key}")
-            elif key in defaults:
-                injected[key] = _check_type(nb.name, key, defaults[key], _abs_path(key, value), str(profile_file))
-                used.add(f"file:{key}")
+            else:
+                for name in _targets(nb.stem, key, defaults):
+                    injected[name] = _check_type(nb.name, name, defaults[name], _abs_path(key, value), str(profile_file))
+                    used.add(f"file:{key}")
         if data_root is not None and "DATA_ROOT" in defaults:
             root = Path(data_root).expanduser()
             if not root.exists():
@@ -236,8 +251,8 @@ def plan_run(
         for scope, key, value in parsed:
             if scope is not None and scope not in (nb.stem, nb.name[:2], nb.name[:2].lstrip("0") or "0"):
                 continue
-            if key in defaults:
-                injected[key] = _check_type(nb.name, key, defaults[key], _abs_path(key, value), f"-p {key}")
+            for name in _targets(nb.stem, key, defaults):
+                injected[name] = _check_type(nb.name, name, defaults[name], _abs_path(key, value), f"-p {key}")
                 used.add(f"p:{scope}:{key}")
         plans.append(NotebookPlan(path=nb, defaults=defaults, injected=injected))
     for scope, key, _ in parsed:

@@ -280,3 +280,14 @@ def test_photo_views_under_ddp_slice_the_single_process_views(monkeypatch):
         monkeypatch.setattr(D, "rank", lambda r=r: r)
         parts.append(xv.photo_views(photos[4 * r:4 * r + 4], torch.Generator().manual_seed(3)))
     assert torch.equal(torch.cat(parts), single)
+
+
+def test_seed_reaches_every_loop_unless_a_loop_seed_is_set():
+    from xmodal_lib.run.params import override
+
+    cfg = build(xv.XModalViTConfig, seed=3)
+    assert [cfg.loop(s).seed for s in ("teacher", "student", "baseline")] == [3, 3, 3]
+    assert override(cfg, seed=4).loop("student").seed == 4  # follows SEED after a change too
+    assert build(xv.XModalViTConfig, seed=3, teacher_seed=7).loop("teacher").seed == 7
+    with pytest.raises(ValueError, match="loop"):
+        cfg.loop("critic")

@@ -10,7 +10,7 @@ the paper's other datasets are :data:`PAPER_DATASETS`, what differs from the Sho
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from xmodal_lib.engine.train import TrainConfig
@@ -95,7 +95,7 @@ class XModalViTConfig:
     input_norm: str = "half"  # "none" = [0, 1] as the official code; "half" = [-1, 1]; "imagenet"
     standardize_inputs: bool = True
     val_fraction: float = 0.15
-    seed: int = 0  # the data: split, triplet sampling, queue initialisation and model init (the loops: *_SEED)
+    seed: int = 0  # everything: data split, sampling, queues, model init and the loops (unless a *_SEED is set)
     # teacher
     teacher: EncoderConfig = nested(EncoderConfig, "teacher_")  # TEACHER_BACKBONE ... TEACHER_NUM_HEADS
     xma_depth: int = 3
@@ -103,7 +103,7 @@ class XModalViTConfig:
     teacher_queue: int = 32
     # the teacher's training loop: TEACHER_EPOCHS, TEACHER_LR ... TEACHER_DEVICE -> teacher_train.<field>
     teacher_train: TrainConfig = nested(TrainConfig, "teacher_", epochs=45, batch_size=16, lr=1e-4, weight_decay=1e-4,
-                                        schedule="cosine", optimizer="adam")
+                                        schedule="cosine", optimizer="adam", seed=None)  # seed None: SEED
     teacher_photo_aug: bool = True
     patch_embed: str = "pixels"  # teacher and students: "pixels" (paper) | "hybrid_lite0" ImageNet CNN-cell tokens (ours)
     cnn_trainable_blocks: int = 0  # hybrid: last CNN stages trained (0 = frozen, features cached per image)
@@ -112,7 +112,7 @@ class XModalViTConfig:
     student_queue: int = 32
     # the students' distillation loop: STUDENT_EPOCHS, STUDENT_LR, STUDENT_GAMMA ... -> student_train.<field>
     student_train: TrainConfig = nested(TrainConfig, "student_", epochs=30, batch_size=16, lr=1e-4, weight_decay=1e-5,
-                                        schedule="exponential", gamma=0.99999, optimizer="adam")
+                                        schedule="exponential", gamma=0.99999, optimizer="adam", seed=None)
     sketch_target: str = "z_p"  # teacher branch distilled into the sketch student: "z_s" or "z_p"
     # losses
     temperature: float = 0.07
@@ -122,7 +122,7 @@ class XModalViTConfig:
     triplet_margin: float = 0.2
     # its loop: BASELINE_EPOCHS, BASELINE_LR ... -> baseline_train.<field>
     baseline_train: TrainConfig = nested(TrainConfig, "baseline_", epochs=30, batch_size=16, lr=1e-4, weight_decay=1e-5,
-                                         schedule="constant", optimizer="adam")
+                                         schedule="constant", optimizer="adam", seed=None)
     # evaluation: score = dot product of the (un-normalised) student embeddings, as the paper's code
     eval_metric: str = "dot"
     eval_batch_size: int = 64
@@ -144,6 +144,14 @@ class XModalViTConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, by parameter name (:func:`xmodal_lib.run.params.to_dict`; read back with ``from_dict``)."""
         return to_dict(self)
+
+    def loop(self, stage: str) -> TrainConfig:
+        """The training loop of ``stage`` (``"teacher"``, ``"student"``, ``"baseline"``): its nested
+        :class:`TrainConfig`, with ``SEED`` as its seed unless ``<STAGE>_SEED`` is set."""
+        if stage not in ("teacher", "student", "baseline"):
+            raise ValueError(f"loop(stage=...): expected 'teacher', 'student' or 'baseline', got {stage!r}")
+        tc = getattr(self, f"{stage}_train")
+        return tc if tc.seed is not None else replace(tc, seed=self.seed)
 
     def teacher_kwargs(self) -> dict[str, Any]:
         """:func:`~xmodal_lib.methods.xmodalvit.model.build_teacher`'s arguments."""

@@ -163,7 +163,7 @@ def train_teacher(cfg: XModalViTConfig, data: XModalData, out_dir: str | Path | 
     val_fn = (lambda m: {f"val_{k}": v for k, v in teacher_pair_retrieval(m, data.val).items()
                          if k.startswith("acc@")}) if data.val.sketches.shape[0] else None
     res = fit(teacher, teacher_step(xaqc, cfg.teacher_photo_aug), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.teacher_train.batch_size),
-              cfg.teacher_train, out_dir or _default_out("teacher"), val_fn=val_fn,
+              cfg.loop("teacher"), out_dir or _default_out("teacher"), val_fn=val_fn,
               state_modules={"xaqc": xaqc}, resume=resume, config=cfg.to_dict(), desc="teacher",
               progress=progress, options=options)
     return teacher, res
@@ -181,14 +181,19 @@ def save_teacher(teacher: XModalTeacher, cfg: XModalViTConfig, path: str | Path 
 
 
 def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalViTConfig] | None:
-    """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent.
+    """The saved teacher (architecture rebuilt from its stored config, weights strict), or None if absent
+    or written by an older version (said, so the caller trains a new one).
 
-    A teacher whose JSON is missing, damaged or lacks its config raises ``CheckpointError`` naming the file."""
-    from xmodal_lib.run.artifacts import load_model  # lazy: upward import (methods -> run)
+    A teacher whose JSON is missing or damaged raises ``CheckpointError`` naming the file."""
+    from xmodal_lib.run.artifacts import load_model, unusable  # lazy: upward import (methods -> run)
 
     p = Path(path) if path is not None else teacher_path()
     if not p.with_name(p.name + ".safetensors").is_file():
         return None  # teacher_pretrained=False: the weights come from the file
+    why = unusable(p, XModalViTConfig, "teacher config")
+    if why is not None:
+        print(f"teacher {p}: {why}; not used")
+        return None
     return load_model(p, XModalViTConfig, make_teacher, "teacher config", teacher_pretrained=False)
 
 
@@ -251,7 +256,7 @@ def distil_students(cfg: XModalViTConfig, data: XModalData, teacher: XModalTeach
     xs = XAQC(d, cfg.student_queue, cfg.temperature, cfg.normalize_query, seed=cfg.seed + 3)
     name = "students_xaqc_xmrd" if relational else "students_xaqc"
     res = fit(students, student_step(teacher, xp, xs, relational, cfg.sketch_target, cfg.angle_chunk),
-              TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.student_train.batch_size), cfg.student_train,
+              TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.student_train.batch_size), cfg.loop("student"),
               out_dir or _default_out(name), val_fn=_val_fn(cfg, data), state_modules={"xaqc_p": xp, "xaqc_s": xs},
               resume=resume, config={**cfg.to_dict(), "relational": relational}, desc=name, progress=progress,
               options=options)
@@ -285,7 +290,7 @@ def train_triplet_baseline(cfg: XModalViTConfig, data: XModalData, out_dim: int 
     dim = out_dim or cfg.teacher.embed_dim or 768
     students = make_students(cfg, dim, normalize=True)
     res = fit(students, triplet_step(cfg.triplet_margin), TripletPhotoSketchDataset(data.train, cfg.seed, cfg.epoch_unit, cfg.baseline_train.batch_size),
-              cfg.baseline_train, out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
+              cfg.loop("baseline"), out_dir or _default_out("triplet_baseline"), val_fn=_val_fn(cfg, data),
               resume=resume, config={**cfg.to_dict(), "method": "triplet"}, desc="triplet", progress=progress,
               options=options)
     return students, res
