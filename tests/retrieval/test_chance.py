@@ -25,3 +25,17 @@ def test_uninformative_metrics_at_small_galleries():
     why = uninformative_metrics(("map_all_voc", "p@100", "p@100_minr", "map@200_voc", "p@10"), n_gallery=72)
     assert set(why) == {"p@100", "map@200_voc"} and "any ranking" in why["p@100"]
     assert uninformative_metrics(("p@100", "map@200_voc"), n_gallery=625) == {}
+
+
+def test_precision_at_min_k_r_beyond_the_largest_class_is_one_metric():
+    import torch
+
+    from xmodal_lib.retrieval.chance import uninformative_metrics
+    from xmodal_lib.retrieval.metrics import category_metrics
+
+    gallery = ["a"] * 12 + ["b"] * 30 + ["c"] * 30
+    why = uninformative_metrics(("p@10_minr", "p@100_minr", "p@200_minr"), len(gallery), gallery)
+    assert set(why) == {"p@200_minr"} and "R-precision, the same as p@100_minr" in why["p@200_minr"]
+    scores = torch.rand(9, len(gallery), generator=torch.Generator().manual_seed(0))
+    m = category_metrics(scores, ["a", "b", "c"] * 3, gallery, metrics=("p@100_minr", "p@200_minr"))
+    assert m["p@100_minr"] == m["p@200_minr"]  # the repeat really repeats

@@ -7,6 +7,7 @@ a permutation p-value) is :func:`xmodal_lib.retrieval.sanity.label_permutation_t
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 import torch
@@ -45,14 +46,27 @@ def fg_chance_metrics(true_index: Sequence[int], n_gallery: int, ks: Sequence[in
     return acc
 
 
-def uninformative_metrics(metrics: Sequence[str], n_gallery: int) -> dict[str, str]:
+def uninformative_metrics(metrics: Sequence[str], n_gallery: int,
+                          gallery_labels: Sequence[str] | None = None) -> dict[str, str]:
     """Metrics that carry no information about the ranking at this gallery size, with the reason:
     ``p@K`` with K >= G is R / G for any ranking; ``map@K_*`` with K >= G is mAP over the whole
-    gallery again (the ``map_all`` family already shows it)."""
+    gallery again (the ``map_all`` family already shows it). With ``gallery_labels``, ``p@K_minr``
+    (precision in the top min(K, R)) for every K >= the largest class R is R-precision: the first
+    such metric stays, the others are named as its repeats."""
     out: dict[str, str] = {}
+    r_max = max(Counter(gallery_labels).values()) if gallery_labels else None
+    first_rprec: str | None = None
     for name in metrics:
         spec = parse_metric(name)
-        if spec.k is None or spec.k < n_gallery:
+        if spec.k is None:
+            continue
+        if spec.kind == "p" and spec.variant == "minr" and r_max is not None and spec.k >= r_max:
+            if first_rprec is None:
+                first_rprec = name
+            else:
+                out[name] = f"K = {spec.k} >= R = {r_max} (largest class): R-precision, the same as {first_rprec}"
+            continue
+        if spec.k < n_gallery:
             continue
         if spec.kind == "p" and spec.variant is None:
             out[name] = f"K = {spec.k} >= gallery size {n_gallery}: equals relevant / gallery for any ranking"
