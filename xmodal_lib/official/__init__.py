@@ -9,11 +9,11 @@
 """
 from xmodal_lib.official.keymap import KeyMappingError
 from xmodal_lib.official.loaders import (
-                      convert_official,
-                      load_converted,
-                      load_official_student,
-                      load_official_teacher,
-                      load_official_zse,
+    convert_official,
+    load_converted,
+    load_official_student,
+    load_official_teacher,
+    load_official_zse,
 )
 from xmodal_lib.official.safe_load import UntrustedPickleError, read_official
 
