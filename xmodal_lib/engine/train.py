@@ -359,10 +359,7 @@ def fit(
     The checkpoint folder is created and proven writable before anything else happens, and stale
     temp files or half-written checkpoints of a killed run are removed from it.
     """
-    from xmodal_lib.engine.loop import (  # lazy: import cycle (xmodal_lib.engine.loop imports xmodal_lib.engine.train); the body in parts (train_loop imports this module)
-        run,
-        setup,
-    )
+    from xmodal_lib.engine.loop import run, setup  # lazy: import cycle (engine.loop imports engine.train)
 
     r = setup(model, step_fn, dataset, cfg, out_dir, collate_fn=collate_fn, params=params,
               state_modules=state_modules, resume=resume, config=config, desc=desc, options=options)

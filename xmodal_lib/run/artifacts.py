@@ -43,24 +43,33 @@ def exists(path: str | Path) -> bool:
     return p.with_name(p.name + ".safetensors").is_file() and p.with_name(p.name + ".json").is_file()
 
 
+def _layout_problem(meta: dict[str, Any]) -> str | None:
+    if not isinstance(meta.get("params"), dict) or "config_class" not in meta:
+        return (f"written by an older version: expected 'config_class' and 'params' in its JSON config "
+                f"(written by xmodal_lib.run.artifacts.save_model), found {sorted(meta)}")
+    return None
+
+
+def _class_problem(meta: dict[str, Any], cls: type) -> str | None:
+    if meta["config_class"] != _class_name(cls):
+        return f"holds a {meta['config_class']} config, expected {_class_name(cls)}"
+    return None
+
+
 def _stored(path: str | Path, what: str = "artifact") -> dict[str, Any]:
     meta = read_config(path, what)
-    if not isinstance(meta.get("params"), dict) or "config_class" not in meta:
-        raise CheckpointError(f"{what} {path}: expected 'config_class' and 'params' in its JSON config "
-                              f"(written by xmodal_lib.run.artifacts.save_model), found {sorted(meta)}")
+    problem = _layout_problem(meta)
+    if problem is not None:
+        raise CheckpointError(f"{what} {path}: {problem}")
     return meta
 
 
 def unusable(path: str | Path, cls: type, what: str = "artifact") -> str | None:
     """Why the complete artifact ``path`` cannot be read back as ``cls`` (written by an older layout
-    or from another config class), or None when it can. A damaged JSON still raises CheckpointError
-    (``what`` names the file there)."""
+    or from another config class; the reasons :func:`stored_config` refuses it with), or None when it
+    can. A damaged JSON still raises CheckpointError (``what`` names the file there)."""
     meta = read_config(path, what)
-    if not isinstance(meta.get("params"), dict) or "config_class" not in meta:
-        return f"written by an older version (JSON keys {sorted(meta)}, expected 'config_class' and 'params')"
-    if meta["config_class"] != _class_name(cls):
-        return f"holds a {meta['config_class']} config, expected {_class_name(cls)}"
-    return None
+    return _layout_problem(meta) or _class_problem(meta, cls)
 
 
 def stored_info(path: str | Path) -> dict[str, Any]:
@@ -78,8 +87,9 @@ def stored_config(path: str | Path, cls: type, what: str = "artifact", **over: A
     class), with ``over`` (parameter names, e.g. ``pretrained=False``: the weights come from the file).
     ``what`` names the file in errors (e.g. ``"teacher config"``)."""
     meta = _stored(path, what)
-    if meta["config_class"] != _class_name(cls):
-        raise CheckpointError(f"{what} {path}: holds a {meta['config_class']} config, expected {_class_name(cls)}")
+    problem = _class_problem(meta, cls)
+    if problem is not None:
+        raise CheckpointError(f"{what} {path}: {problem}")
     return from_dict(cls, meta["params"], **over)
 
 

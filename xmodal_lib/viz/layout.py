@@ -137,7 +137,7 @@ def add_footer(fig, text: str, fontsize: float = 8.0):
     for ax in fig.axes:
         p = ax.get_position(original=True)
         ax.set_position([p.x0, lift(p.y0), p.width, p.height * h / big], which="both")
-    for t in list(fig.texts) + [t for t in (fig._suptitle,) if t is not None and t not in fig.texts]:
+    for t in _figure_texts(fig):
         x, y = t.get_position()
         t.set_position((x, lift(y)))
     fig.set_size_inches(w, big)
@@ -236,12 +236,16 @@ def text_overlaps(fig, tol: float = 1.0) -> list[tuple[str, str]]:
             items.append((f"{kind} {ax.get_title()!r}", ax, (e.x0, e.y0, e.x1, e.y1)))
         for name, t in _texts_of(ax):
             items.append((name, ax, _text_box(t, r, 0.0) if hasattr(t, "get_text") else _box(t, r)))
-    figure_texts = list(fig.texts) + [t for t in (fig._suptitle,) if t is not None and t not in fig.texts]
-    items += [(f"figure text {t.get_text()!r}", None, _text_box(t, r, 0.0)) for t in figure_texts
+    items += [(f"figure text {t.get_text()!r}", None, _text_box(t, r, 0.0)) for t in _figure_texts(fig)
               if t.get_visible() and t.get_text().strip()]
     items += [("figure legend", None, _box(lg, r)) for lg in fig.legends]
     return [(a[0], b[0]) for a, b in itertools.combinations(items, 2)
             if (a[1] is None or a[1] is not b[1]) and _hit(a[2], b[2], tol)]
+
+
+def _figure_texts(fig) -> list:
+    """The figure's own texts, its suptitle included once."""
+    return list(fig.texts) + [t for t in (fig._suptitle,) if t is not None and t not in fig.texts]
 
 
 def _box(artist, renderer) -> tuple[float, float, float, float]:

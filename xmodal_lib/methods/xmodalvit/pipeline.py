@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xmodal_lib.engine.train import LOOP_FIELDS, FitOptions, fit
+from xmodal_lib.engine.resume import RUNTIME_FIELDS
+from xmodal_lib.engine.train import FitOptions, fit
 from xmodal_lib.infra.devices import module_device, resolve_device
 from xmodal_lib.infra.distributed import gather_cat, gather_cat_nograd
 from xmodal_lib.infra.paths import artifacts_dir, runs_dir
@@ -198,10 +199,9 @@ def load_teacher(path: str | Path | None = None) -> tuple[XModalTeacher, XModalV
 
 
 #: fields that leave a trained teacher as it is: evaluation, the students', and how the teacher's loop ran
-#: (device, loader, checkpoints; its precision does count)
+#: (its runtime fields, those a resume may change too: device, loader, checkpoints)
 _NOT_TEACHER = ("profile", "teacher_pretrained", "eval_metric", "eval_batch_size", "angle_chunk", "sketch_target",
-                "triplet_margin", "teacher_device",
-                *(f"teacher_{f}" for f in LOOP_FIELDS if f != "precision"))
+                "triplet_margin", *(f"teacher_{f}" for f in sorted(RUNTIME_FIELDS)))
 
 
 def same_teacher_setup(a: XModalViTConfig, b: XModalViTConfig) -> bool:
